@@ -1,0 +1,55 @@
+"""The seam between the runner and an agent backend."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from braid.api import AgentSpec, Budget, Usage
+
+
+@dataclass
+class AgentContext:
+    """Everything a backend may use. The backend works only inside `workdir`."""
+
+    run: str
+    task: str
+    prompt: str
+    workdir: Path
+    agent: AgentSpec
+    timeout_seconds: float
+    paths: list[str] = field(default_factory=list)
+    depends_on: list[str] = field(default_factory=list)
+    budget: Budget | None = None
+    """This task's share of the run budget; the backend stops when it is reached."""
+    api_key_file: Path | None = None
+    """File holding the model provider's API key. The key is read, never logged or passed in argv/env."""
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("braid.agent"))
+    cancel: threading.Event = field(default_factory=threading.Event)
+    """Set when the task is being cancelled (SIGTERM, Ctrl-C): stop soon, keep the work."""
+
+
+@dataclass
+class AgentOutcome:
+    ok: bool
+    summary: str = ""
+    """The agent's final words; they become the commit message body."""
+    usage: Usage = field(default_factory=Usage)
+    reason: str | None = None
+    """CamelCase reason on failure: AgentFailed, Timeout, BudgetExceeded, Cancelled, InvalidAPIKey, ..."""
+    message: str | None = None
+
+
+class Agent(Protocol):
+    def run(self, ctx: AgentContext) -> AgentOutcome: ...
+
+
+class AgentError(Exception):
+    """A backend cannot start (bad settings): the task fails with `reason`."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason

@@ -1,0 +1,44 @@
+"""AgentTask: one task of a ParallelRun, fully resolved, as the runner executes it."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .common import API_VERSION, Model
+from .parallelrun import AgentSpec, Budget, ObjectMeta, RepoSpec, ResourceRequirements, RetryPolicy, TaskName
+from .status import Condition, TaskStatus
+
+
+class AgentTaskSpec(Model):
+    run: str = Field(min_length=1, max_length=63, description="Name of the owning ParallelRun.")
+    task: TaskName
+    prompt: str = Field(min_length=1, max_length=65536)
+    depends_on: list[TaskName] = Field(default_factory=list, max_length=64)
+    paths: list[str] = Field(default_factory=list, max_length=64)
+    repo: RepoSpec
+    branch: str = Field(max_length=255, description="The task's own branch, braid/<run>/tasks/<task>.")
+    dependency_branches: list[str] = Field(
+        default_factory=list, max_length=64, description="Branches merged into the task branch before the agent starts."
+    )
+    agent: AgentSpec = Field(default_factory=AgentSpec, description="Run defaults with the task's overrides applied.")
+    resources: ResourceRequirements | None = None
+    timeout_seconds: int = Field(3600, ge=1)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    budget: Budget | None = Field(None, description="This task's share of the run budget.")
+
+
+class AgentTaskStatus(TaskStatus):
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    attempt_started_at: str | None = None
+    next_attempt_at: str | None = None
+
+
+class AgentTask(Model):
+    api_version: Literal["braid.dev/v1alpha1"] = Field(API_VERSION, alias="apiVersion")
+    kind: Literal["AgentTask"] = "AgentTask"
+    metadata: ObjectMeta
+    spec: AgentTaskSpec
+    status: AgentTaskStatus | None = None

@@ -1,0 +1,317 @@
+"""ParallelRun: a repository, a DAG of coding tasks, and how to run and merge them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator, model_validator
+
+from .common import (
+    API_VERSION,
+    NAME_PATTERN,
+    REF_NAME_CEL,
+    RUN_NAME_MAX,
+    TASK_NAME_MAX,
+    Model,
+    default_integration_branch,
+    ref_name_problem,
+    refs_collide,
+    task_branch,
+)
+from .status import ParallelRunStatus
+
+Backend = Literal["anthropic", "command", "script"]
+TaskName = Annotated[str, Field(min_length=1, max_length=TASK_NAME_MAX, pattern=NAME_PATTERN)]
+Quantity = int | str
+
+DEFAULT_MODEL = "claude-sonnet-4-5"
+
+
+class RepoSpec(Model):
+    url: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="Git URL of the repository (https://, ssh://, git://, file:// or, in local mode, a path).",
+    )
+    base_ref: str = Field(
+        "main",
+        min_length=1,
+        max_length=255,
+        description="Branch, tag or commit every task branch starts from.",
+        json_schema_extra={"x-kubernetes-validations": REF_NAME_CEL[:2]},
+    )
+    credentials_secret: str | None = Field(
+        None,
+        max_length=253,
+        description="Secret with git credentials (keys username/password, or ssh-privatekey and known_hosts).",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _no_credentials_in_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme in ("http", "https") and (parts.username or parts.password):
+            raise ValueError("must not contain credentials; put them in repo.credentialsSecret")
+        return url
+
+    @field_validator("base_ref")
+    @classmethod
+    def _valid_base_ref(cls, ref: str) -> str:
+        if ref.startswith("-"):
+            raise ValueError("must not begin with '-'")
+        return ref
+
+
+class ScriptStep(Model):
+    """One deterministic edit of the `script` backend."""
+
+    op: Literal["write", "append", "replace", "delete", "require", "sleep", "fail"] = Field(
+        description="write/append content to path, replace old with new in path, delete path, "
+        "require that path exists, sleep seconds, or fail with message."
+    )
+    path: str | None = Field(None, max_length=1024)
+    content: str | None = Field(None, max_length=65536)
+    old: str | None = Field(None, max_length=65536)
+    new: str | None = Field(None, max_length=65536)
+    seconds: float | None = Field(None, ge=0, le=3600)
+    message: str | None = Field(None, max_length=1024)
+
+    @model_validator(mode="after")
+    def _fields_for_op(self) -> ScriptStep:
+        needs = {
+            "write": ("path", "content"),
+            "append": ("path", "content"),
+            "replace": ("path", "old", "new"),
+            "delete": ("path",),
+            "require": ("path",),
+            "sleep": ("seconds",),
+            "fail": (),
+        }[self.op]
+        missing = [n for n in needs if getattr(self, n) is None]
+        if missing:
+            raise ValueError(f"op {self.op!r} needs {', '.join(missing)}")
+        return self
+
+
+class ScriptSpec(Model):
+    steps: list[ScriptStep] = Field(default_factory=list, max_length=200)
+
+
+class Pricing(Model):
+    """USD per million tokens, overriding the built-in table for one model."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cache_write: float | None = Field(None, ge=0, description="Defaults to 1.25 x input.")
+    cache_read: float | None = Field(None, ge=0, description="Defaults to 0.1 x input.")
+
+
+class AgentSpec(Model):
+    """How a task's agent runs. Run-level values are defaults; a task's own `agent` overrides them."""
+
+    backend: Backend | None = Field(None, description="anthropic (default), command or script.")
+    model: str | None = Field(None, max_length=128)
+    api_key_secret: str | None = Field(None, max_length=253, description="Secret holding the API key (key api-key).")
+    image: str | None = Field(None, max_length=512, description="Container image for the agent pod.")
+    command: list[Annotated[str, Field(max_length=4096)]] | None = Field(
+        None, max_length=64, description="argv of the agent CLI (backend command); the prompt arrives on stdin."
+    )
+    env: dict[str, Annotated[str, Field(max_length=4096)]] | None = Field(
+        None, description="Extra environment for the agent process. Never put secrets here."
+    )
+    max_turns: int | None = Field(None, ge=1, le=1000)
+    max_tokens: int | None = Field(None, ge=1, le=128000, description="Maximum output tokens per response.")
+    system_prompt: str | None = Field(None, max_length=20000, description="Added to braid's system prompt.")
+    pricing: dict[str, Pricing] | None = Field(None, description="Price table overrides by model name.")
+    script: ScriptSpec | None = Field(None, description="Edits for backend script (demos and tests).")
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str] | None) -> dict[str, str] | None:
+        for name in env or {}:
+            if not name or not (name[0].isalpha() or name[0] == "_") or not all(c.isalnum() or c == "_" for c in name):
+                raise ValueError(f"{name!r} is not a valid environment variable name")
+        return env
+
+    def overlaid(self, override: AgentSpec | None) -> AgentSpec:
+        """These defaults with every field `override` sets taking precedence."""
+        if override is None:
+            return self.model_copy(deep=True)
+        data = self.model_dump(exclude_none=True)
+        data.update(override.model_dump(exclude_none=True))
+        return AgentSpec.model_validate(data)
+
+    @property
+    def effective_backend(self) -> Backend:
+        return self.backend or "anthropic"
+
+    @property
+    def effective_model(self) -> str:
+        return self.model or DEFAULT_MODEL
+
+
+class ResourceRequirements(Model):
+    requests: dict[str, Quantity] | None = None
+    limits: dict[str, Quantity] | None = None
+
+
+class Budget(Model):
+    max_cost_usd: float | None = Field(None, alias="maxCostUSD", gt=0, description="Stop spending at this many USD.")
+    max_tokens: int | None = Field(None, gt=0, description="Stop at this many input+output tokens.")
+
+
+class RetryPolicy(Model):
+    limit: int = Field(2, ge=0, le=10, description="Extra attempts after a failed one.")
+    backoff_seconds: int = Field(30, ge=0, le=3600)
+
+
+class MergeSpec(Model):
+    order: Literal["topological"] = Field("topological", description="Dependencies first, ties by task name.")
+    on_conflict: Literal["continue", "stop"] = Field(
+        "continue", description="continue: skip a conflicting task and go on; stop: stop at the first conflict."
+    )
+
+
+class TaskSpec(Model):
+    model_config = Model.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.dependsOn) || !self.dependsOn.exists(d, d == self.name)",
+                    "message": "a task cannot depend on itself",
+                }
+            ]
+        }
+    }
+
+    name: TaskName = Field(description="Lowercase letters, digits and '-'; names the task's branch.")
+    prompt: str = Field(min_length=1, max_length=65536)
+    depends_on: list[TaskName] = Field(default_factory=list, max_length=64)
+    paths: list[Annotated[str, Field(max_length=1024)]] = Field(
+        default_factory=list, max_length=64, description="Where in the repository the task is expected to work."
+    )
+    agent: AgentSpec | None = None
+
+    @model_validator(mode="after")
+    def _not_self_dependent(self) -> TaskSpec:
+        if self.name in self.depends_on:
+            raise ValueError(f"task {self.name!r} cannot depend on itself")
+        return self
+
+
+class ParallelRunSpec(Model):
+    repo: RepoSpec
+    integration_branch: str | None = Field(
+        None,
+        max_length=255,
+        description="Branch the merged result is pushed to. Default braid/<run>/merged.",
+        json_schema_extra={"x-kubernetes-validations": REF_NAME_CEL},
+    )
+    max_parallel: int = Field(4, ge=1, le=256)
+    agent: AgentSpec = Field(default_factory=AgentSpec)
+    resources: ResourceRequirements | None = None
+    budget: Budget | None = None
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    task_timeout_seconds: int = Field(3600, ge=1, le=7 * 24 * 3600)
+    merge: MergeSpec = Field(default_factory=MergeSpec)
+    suspend: bool = Field(False, description="Stop running tasks and start none; set back to false to resume.")
+    tasks: list[TaskSpec] = Field(
+        min_length=1,
+        max_length=200,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "self.all(t, self.exists_one(u, u.name == t.name))", "message": "task names must be unique"}
+            ]
+        },
+    )
+
+    @field_validator("integration_branch")
+    @classmethod
+    def _valid_integration_branch(cls, branch: str | None) -> str | None:
+        if branch is not None and (problem := ref_name_problem(branch)):
+            raise ValueError(problem)
+        return branch
+
+    @field_validator("tasks")
+    @classmethod
+    def _unique_names(cls, tasks: list[TaskSpec]) -> list[TaskSpec]:
+        seen: set[str] = set()
+        for task in tasks:
+            if task.name in seen:
+                raise ValueError(f"task names must be unique: {task.name!r} appears more than once")
+            seen.add(task.name)
+        return tasks
+
+    def task(self, name: str) -> TaskSpec:
+        for task in self.tasks:
+            if task.name == name:
+                return task
+        raise KeyError(name)
+
+    def agent_for(self, task: TaskSpec) -> AgentSpec:
+        return self.agent.overlaid(task.agent)
+
+
+class ObjectMeta(Model):
+    model_config = Model.model_config | {"extra": "allow"}
+
+    name: str = Field(min_length=1, max_length=RUN_NAME_MAX, pattern=NAME_PATTERN)
+    namespace: str | None = None
+    uid: str | None = None
+    generation: int | None = None
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+
+
+_INTEGRATION_BRANCH_RULE = (
+    "!has(self.spec.integrationBranch) || !("
+    "('braid/' + self.metadata.name + '/tasks/').startsWith(self.spec.integrationBranch + '/') || "
+    "self.spec.integrationBranch.startsWith('braid/' + self.metadata.name + '/tasks/'))"
+)
+
+
+class ParallelRun(Model):
+    model_config = Model.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": _INTEGRATION_BRANCH_RULE,
+                    "message": "spec.integrationBranch collides with the task branches braid/<run>/tasks/<task>",
+                },
+            ]
+        }
+    }
+
+    api_version: Literal["braid.dev/v1alpha1"] = Field(API_VERSION, alias="apiVersion")
+    kind: Literal["ParallelRun"] = "ParallelRun"
+    metadata: ObjectMeta
+    spec: ParallelRunSpec
+    status: ParallelRunStatus | None = None
+
+    @model_validator(mode="after")
+    def _integration_branch_apart(self) -> ParallelRun:
+        branch = self.spec.integration_branch
+        if branch is not None:
+            prefix = f"braid/{self.metadata.name}/tasks"
+            if refs_collide(branch, prefix) or prefix.startswith(branch + "/"):
+                raise ValueError(
+                    f"spec.integrationBranch {branch!r} collides with the task branches {prefix}/<task>; "
+                    f"choose another name (default {default_integration_branch(self.metadata.name)})"
+                )
+        return self
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def integration_branch(self) -> str:
+        return self.spec.integration_branch or default_integration_branch(self.name)
+
+    def branch_of(self, task: str) -> str:
+        return task_branch(self.name, task)
+
+    @classmethod
+    def from_manifest(cls, data: Any) -> ParallelRun:
+        return cls.model_validate(data)

@@ -1,0 +1,123 @@
+"""Status shapes shared by ParallelRun, AgentTask, local mode and the merge report."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .common import Model
+
+RunPhase = Literal["Pending", "Running", "Suspended", "Merging", "Succeeded", "Conflicted", "Failed", "Cancelled"]
+TaskPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Skipped", "Cancelled"]
+MergePhase = Literal["Pending", "Running", "Succeeded", "Conflicted", "Failed", "Skipped"]
+ConflictKind = Literal["content", "add/add", "modify/delete", "rename", "file/directory", "binary", "mode", "other"]
+
+ENDED_TASK_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed", "Skipped", "Cancelled"})
+
+
+class Usage(Model):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+    cost_usd: float = Field(0.0, alias="costUSD")
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            cost_usd=round(self.cost_usd + other.cost_usd, 6),
+        )
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens + self.cache_write_tokens + self.cache_read_tokens
+
+
+class Condition(Model):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str | None = None
+    message: str | None = None
+    last_transition_time: str | None = None
+    observed_generation: int | None = None
+
+
+class TaskStatus(Model):
+    phase: TaskPhase = "Pending"
+    branch: str | None = None
+    commit: str | None = None
+    attempts: int = 0
+    pod: str | None = None
+    reason: str | None = None
+    message: str | None = None
+    changed_files: list[str] | None = None
+    usage: Usage | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+
+
+class ConflictFile(Model):
+    path: str
+    kind: ConflictKind
+    collides_with: list[str] = Field(default_factory=list, description="Merged tasks that changed this path too.")
+    message: str | None = None
+
+
+class Conflict(Model):
+    task: str
+    collides_with: list[str] = Field(default_factory=list)
+    files: list[ConflictFile] = Field(default_factory=list)
+
+
+class MergeStatus(Model):
+    phase: MergePhase = "Pending"
+    branch: str | None = None
+    merged: list[str] = Field(default_factory=list)
+    not_merged: list[str] = Field(default_factory=list, description="Tasks left out: failed, skipped or conflicting.")
+    conflicts: list[Conflict] = Field(default_factory=list)
+    conflict_count: int = 0
+    commit: str | None = None
+    message: str | None = None
+
+
+class Counts(Model):
+    total: int = 0
+    pending: int = 0
+    running: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    skipped: int = 0
+    cancelled: int = 0
+
+
+class ParallelRunStatus(Model):
+    phase: RunPhase = "Pending"
+    observed_generation: int | None = None
+    progress: str | None = Field(None, description="Ended tasks / all tasks, e.g. 3/6.")
+    counts: Counts = Field(default_factory=Counts)
+    tasks: dict[str, TaskStatus] = Field(default_factory=dict)
+    usage: Usage = Field(default_factory=Usage)
+    merge: MergeStatus | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    reason: str | None = None
+    message: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+
+    def recount(self) -> None:
+        counts = Counts(total=len(self.tasks))
+        for task in self.tasks.values():
+            key = task.phase.lower()
+            setattr(counts, key, getattr(counts, key) + 1)
+        self.counts = counts
+        ended = counts.succeeded + counts.failed + counts.skipped + counts.cancelled
+        self.progress = f"{ended}/{counts.total}"
+        usage = Usage()
+        for task in self.tasks.values():
+            if task.usage:
+                usage = usage + task.usage
+        self.usage = usage

@@ -1,0 +1,246 @@
+"""The `braid` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # GitPython logs every command line at debug; keep the noise down
+    logging.getLogger("git").setLevel(logging.WARNING)
+
+
+def _fail(message: str, code: int = EXIT_INVALID) -> int:
+    print(f"braid: error: {message}", file=sys.stderr)
+    return code
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value).expanduser() if value else None
+
+
+# -- braid run -----------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from braid.api import InvalidSpec, load_parallelrun
+    from braid.local import InvalidRun, LocalOptions, LocalRun, render_summary
+
+    logging.basicConfig(level=logging.WARNING, format="braid: %(message)s", stream=sys.stderr)
+    logging.getLogger("git").setLevel(logging.WARNING)
+    if args.cluster:
+        return _fail("cluster mode is `kubectl apply -f FILE` with the operator installed (see README)")
+    try:
+        run = load_parallelrun(args.file)
+    except InvalidSpec as exc:
+        return _fail(str(exc))
+    options = LocalOptions(
+        state_dir=_path(args.state_dir),
+        cache_dir=_path(args.cache_dir),
+        credentials_dir=_path(args.credentials_dir),
+        api_key_file=_path(args.api_key_file),
+        progress=False if args.no_progress else None,
+    )
+    local = LocalRun(run, options)
+    try:
+        local.preflight()
+    except InvalidRun as exc:
+        return _fail(str(exc))
+    status = local.execute()
+    print(render_summary(run, status))
+    print(f"logs and worktrees: {local.state_dir}", file=sys.stderr)
+    if args.status_out:
+        Path(args.status_out).write_text(json.dumps(status.wire(), indent=2) + "\n")
+    return EXIT_OK if status.phase == "Succeeded" else EXIT_FAILED
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from braid.api import InvalidSpec, load_parallelrun
+    from braid.plan import PlanError, nodes_of, validate
+
+    try:
+        run = load_parallelrun(args.file)
+        validate(nodes_of(run.spec.tasks))
+    except (InvalidSpec, PlanError) as exc:
+        return _fail(str(exc))
+    print(f"{args.file}: ParallelRun {run.name} is valid ({len(run.spec.tasks)} tasks)")
+    return EXIT_OK
+
+
+# -- braid agent-run / merge (the pod entrypoints) -------------------------------------------------
+
+
+def _read_model(model: type, file: str | None, env_var: str):
+    text = Path(file).read_text() if file else os.environ.get(env_var)
+    if not text:
+        raise ValueError(f"give --{'task' if 'TASK' in env_var else 'request'} FILE or set {env_var}")
+    return model.model_validate_json(text)
+
+
+def cmd_agent_run(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from braid.api import AgentTaskSpec, format_validation_error
+    from braid.runner import RunnerPaths, install_cancel_handlers, run_task
+
+    _setup_logging(args.verbose)
+    try:
+        spec = _read_model(AgentTaskSpec, args.task, "BRAID_TASK_SPEC")
+    except ValidationError as exc:
+        return _fail(format_validation_error(exc, "task"))
+    except (OSError, ValueError) as exc:
+        return _fail(str(exc))
+    cancel = install_cancel_handlers()
+    api_key = args.api_key_file or os.environ.get("BRAID_API_KEY_FILE")
+    paths = RunnerPaths(
+        workdir=Path(args.workdir),
+        cache_dir=Path(args.cache_dir),
+        credentials_dir=_path(args.credentials_dir or os.environ.get("BRAID_GIT_CREDENTIALS_DIR")),
+        api_key_file=_path(api_key) if api_key and Path(api_key).exists() else None,
+    )
+    result = run_task(spec, paths, cancel)
+    text = result.compact_json()
+    if args.result:
+        Path(args.result).write_text(text)
+    print(text)
+    return EXIT_OK if result.phase == "Succeeded" else EXIT_FAILED
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from braid.api import format_validation_error
+    from braid.gitops import ObjectCache, git_auth_env
+    from braid.merge import MergeRequest, run_merge
+
+    _setup_logging(args.verbose)
+    try:
+        request = _read_model(MergeRequest, args.request, "BRAID_MERGE_REQUEST")
+    except ValidationError as exc:
+        return _fail(format_validation_error(exc, "request"))
+    except (OSError, ValueError) as exc:
+        return _fail(str(exc))
+    creds = _path(args.credentials_dir or os.environ.get("BRAID_GIT_CREDENTIALS_DIR"))
+    status = run_merge(request, ObjectCache(Path(args.cache_dir)), git_auth_env(creds))
+    text = json.dumps(status.wire(), separators=(",", ":"))
+    if args.report:
+        Path(args.report).write_text(text)
+    print(text)
+    return EXIT_OK if status.phase in ("Succeeded", "Conflicted") else EXIT_FAILED
+
+
+# -- braid demo / crds ---------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from braid.local.demo import run_demo
+
+    logging.basicConfig(level=logging.WARNING, format="braid: %(message)s", stream=sys.stderr)
+
+    return run_demo(_path(args.dir), progress=False if args.no_progress else None)
+
+
+def cmd_crds(args: argparse.Namespace) -> int:
+    from braid.api.crd import render_all
+
+    out = Path(args.out)
+    stale = []
+    for name, text in render_all().items():
+        path = out / name
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(str(path))
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(path)
+    if stale:
+        return _fail(f"out of date (run `braid crds --out {out}`): {', '.join(stale)}", EXIT_FAILED)
+    return EXIT_OK
+
+
+def cmd_operator(args: argparse.Namespace) -> int:
+    from braid.controller.main import run_operator
+
+    return run_operator(args)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="braid", description="Run coding agents in parallel, one branch each.")
+    p.add_argument("--version", action="version", version=f"braid {__import__('braid').__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run a ParallelRun on this machine")
+    r.add_argument("file", help="ParallelRun YAML")
+    mode = r.add_mutually_exclusive_group()
+    mode.add_argument("--local", action="store_true", help="run here with git worktrees and processes (default)")
+    mode.add_argument("--cluster", action="store_true", help=argparse.SUPPRESS)
+    r.add_argument("--status-out", metavar="PATH", help="write the final status (ParallelRun .status) as JSON")
+    r.add_argument("--state-dir", metavar="DIR", help="logs, worktrees and status (default under the cache dir)")
+    r.add_argument("--cache-dir", metavar="DIR", help="git object cache (default ~/.cache/braid/git)")
+    r.add_argument("--credentials-dir", metavar="DIR", help="git credentials: username+password or ssh-privatekey")
+    r.add_argument("--api-key-file", metavar="FILE", help="file holding the Anthropic API key")
+    r.add_argument("--no-progress", action="store_true", help="plain lines instead of the live table")
+    r.set_defaults(func=cmd_run)
+
+    v = sub.add_parser("validate", help="check a ParallelRun file without running it")
+    v.add_argument("file")
+    v.set_defaults(func=cmd_validate)
+
+    a = sub.add_parser("agent-run", help="run one task: workspace, agent, commit, push, result (pod entrypoint)")
+    a.add_argument("--task", metavar="FILE", help="AgentTask spec as JSON (default: $BRAID_TASK_SPEC)")
+    a.add_argument("--workdir", default="/workspace/repo")
+    a.add_argument("--cache-dir", default="/cache/git")
+    a.add_argument("--result", metavar="PATH", help="also write the result JSON here (e.g. /dev/termination-log)")
+    a.add_argument("--credentials-dir", metavar="DIR")
+    a.add_argument("--api-key-file", metavar="FILE")
+    a.add_argument("-v", "--verbose", action="store_true")
+    a.set_defaults(func=cmd_agent_run)
+
+    m = sub.add_parser("merge", help="integrate task branches and report conflicts (merge Job entrypoint)")
+    m.add_argument("--request", metavar="FILE", help="merge request JSON (default: $BRAID_MERGE_REQUEST)")
+    m.add_argument("--cache-dir", default="/cache/git")
+    m.add_argument("--report", metavar="PATH", help="also write the report JSON here")
+    m.add_argument("--credentials-dir", metavar="DIR")
+    m.add_argument("-v", "--verbose", action="store_true")
+    m.set_defaults(func=cmd_merge)
+
+    d = sub.add_parser("demo", help="make a throw-away repository and run a six-task demo on it")
+    d.add_argument("--dir", help="where to put the demo repository (default: a new temp dir)")
+    d.add_argument("--no-progress", action="store_true")
+    d.set_defaults(func=cmd_demo)
+
+    c = sub.add_parser("crds", help="write (or --check) the CRD YAML generated from the API models")
+    c.add_argument("--out", default="crds")
+    c.add_argument("--check", action="store_true")
+    c.set_defaults(func=cmd_crds)
+
+    o = sub.add_parser("operator", help="run the Kubernetes operator")
+    o.add_argument("--namespace", action="append", help="watch only these namespaces (repeatable)")
+    o.add_argument("-v", "--verbose", action="store_true")
+    o.set_defaults(func=cmd_operator)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

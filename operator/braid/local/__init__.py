@@ -1,0 +1,6 @@
+"""The same ParallelRun without Kubernetes: worktrees and subprocesses on one machine."""
+
+from .engine import InvalidRun, LocalOptions, LocalRun
+from .summary import render_summary
+
+__all__ = ["InvalidRun", "LocalOptions", "LocalRun", "render_summary"]

@@ -1,0 +1,124 @@
+"""Integrate task branches into the integration branch, without a work tree, and report every conflict."""
+
+from __future__ import annotations
+
+import logging
+
+from braid.api import Conflict, ConflictFile, MergeStatus
+from braid.gitops import GitError, MissingRef, ObjectCache, Repo, RepositoryUnreachable, normalize_url, resolve_base
+from braid.plan import Node, topological_order
+
+from .conflicts import parse_merge_tree
+from .request import MergeRequest
+
+log = logging.getLogger("braid.merge")
+
+RUN_TRAILER = "Braid-Run"
+
+
+def merge_order(request: MergeRequest) -> list[str]:
+    """Topological over the succeeded tasks; ties by name."""
+    names = {t.name for t in request.tasks}
+    nodes = [Node(t.name, tuple(d for d in t.depends_on if d in names)) for t in request.tasks]
+    return topological_order(nodes)
+
+
+def _files_changed(repo: Repo, base: str, tip: str) -> set[str]:
+    out = repo.out("diff", "--name-only", "--no-renames", base, tip)
+    return set(out.splitlines())
+
+
+def integrate(repo: Repo, request: MergeRequest, base: str) -> MergeStatus:
+    """Merge each task's branch onto `base` in order, in `repo` (bare is fine). Nothing is pushed."""
+    status = MergeStatus(phase="Running", branch=request.integration_branch, not_merged=list(request.not_merged))
+    by_name = {t.name: t for t in request.tasks}
+    current = base
+    changed: dict[str, set[str]] = {}
+    held_back: set[str] = set()
+    stopped = False
+    for name in merge_order(request):
+        task = by_name[name]
+        if stopped:
+            status.not_merged.append(name)
+            continue
+        blocked = [d for d in task.depends_on if d in held_back]
+        if blocked:
+            # its branch carries the held-back task's work: merging it would smuggle that in
+            held_back.add(name)
+            status.not_merged.append(name)
+            log.info("not merging %s: it builds on %s, which was not merged", name, blocked[0])
+            continue
+        tip = repo.rev(f"refs/heads/{task.branch}")
+        if tip is None:
+            held_back.add(name)
+            status.not_merged.append(name)
+            log.warning("not merging %s: branch %s does not exist", name, task.branch)
+            continue
+        code, out, err = repo.run("merge-tree", "--write-tree", "-z", current, tip, check=False)
+        if code not in (0, 1):
+            raise GitError(["merge-tree"], code, err)
+        tree, files = parse_merge_tree(out)
+        changed[name] = _files_changed(repo, base, tip)
+        if code == 0:
+            message = f"braid: merge task {name}\n\nBranch {task.branch}.\n\n{RUN_TRAILER}: {request.run}\n"
+            current = repo.out("commit-tree", tree, "-p", current, "-p", tip, "-m", message)
+            status.merged.append(name)
+            continue
+        conflict = Conflict(task=name)
+        for f in files:
+            others = sorted(m for m in status.merged if f.path in changed.get(m, set()))
+            conflict.files.append(ConflictFile(path=f.path, kind=f.kind, collides_with=others, message=f.message))
+        conflict.collides_with = sorted({o for f in conflict.files for o in f.collides_with})
+        status.conflicts.append(conflict)
+        status.not_merged.append(name)
+        held_back.add(name)
+        log.warning("task %s conflicts in %s", name, ", ".join(f.path for f in conflict.files))
+        if request.on_conflict == "stop":
+            stopped = True
+    status.commit = current
+    status.conflict_count = sum(len(c.files) for c in status.conflicts)
+    status.phase = "Conflicted" if status.conflicts else "Succeeded"
+    return status
+
+
+class IntegrationBranchTaken(RuntimeError):
+    pass
+
+
+def publish(repo: Repo, request: MergeRequest, status: MergeStatus) -> None:
+    """Push the merged commit to the integration branch; keep an identical existing result as it is.
+
+    A branch braid did not write for this run is never overwritten.
+    """
+    branch = request.integration_branch
+    existing = repo.rev(f"refs/heads/{branch}")
+    if existing:
+        if repo.out("rev-parse", f"{existing}^{{tree}}") == repo.out("rev-parse", f"{status.commit}^{{tree}}"):
+            status.commit = existing
+            return
+        ours = f"{RUN_TRAILER}: {request.run}" in repo.out("log", "-1", "--format=%B", existing)
+        fast_forward = repo.run("merge-base", "--is-ancestor", existing, status.commit, check=False)[0] == 0
+        if not ours and not fast_forward:
+            raise IntegrationBranchTaken(
+                f"spec.integrationBranch: {branch} already exists and was not written by run {request.run}; "
+                "delete it or choose another name"
+            )
+    repo.run("push", "--quiet", "--porcelain", f"--force-with-lease=refs/heads/{branch}:{existing or ''}",
+             normalize_url(request.repo.url), f"{status.commit}:refs/heads/{branch}")
+    repo.run("update-ref", f"refs/heads/{branch}", status.commit)
+
+
+def run_merge(request: MergeRequest, cache: ObjectCache, env: dict[str, str] | None = None) -> MergeStatus:
+    """The whole merge step: fetch, integrate, push. Failures come back as phase Failed with a message."""
+    url = normalize_url(request.repo.url)
+    try:
+        repo = cache.update(url, env)
+        base = resolve_base(repo, request.repo.base_ref, branches="refs/heads/")
+        status = integrate(repo, request, base)
+        publish(repo, request, status)
+        return status
+    except (GitError, IntegrationBranchTaken, MissingRef, RepositoryUnreachable) as exc:
+        log.error("merge failed: %s", exc)
+        return MergeStatus(phase="Failed", branch=request.integration_branch, message=str(exc)[:1000],
+                           not_merged=[t.name for t in request.tasks] + list(request.not_merged))
+

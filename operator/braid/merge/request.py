@@ -1,0 +1,25 @@
+"""What `braid merge` is asked to do: the input of the merge Job and of local mode's last step."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from braid.api import RepoSpec
+from braid.api.common import Model
+
+
+class MergeTask(Model):
+    name: str
+    branch: str
+    depends_on: list[str] = Field(default_factory=list)
+
+
+class MergeRequest(Model):
+    run: str
+    repo: RepoSpec
+    integration_branch: str
+    on_conflict: Literal["continue", "stop"] = "continue"
+    tasks: list[MergeTask] = Field(description="Succeeded tasks, to be merged.")
+    not_merged: list[str] = Field(default_factory=list, description="Tasks that did not succeed, for the report.")
