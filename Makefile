@@ -1,0 +1,27 @@
+# The two commands of the README: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test crds lint clean
+
+demo: $(VENV)/.installed
+	$(BIN)/braid demo
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest
+
+crds: $(VENV)/.installed
+	$(BIN)/braid crds --out crds
+
+lint: $(VENV)/.installed
+	$(BIN)/lint-imports
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) .pytest_cache
