@@ -50,6 +50,10 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
             out["properties"] = {name: _structural(v, defs) for name, v in value.items()}
         elif key == "default" and value is None:
             continue
+        elif key in ("exclusiveMinimum", "exclusiveMaximum"):
+            # JSON Schema 2020 gives the bound; OpenAPI v3.0 (what the API server speaks) a flag
+            out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
+            out[key] = True
         else:
             out[key] = _structural(value, defs) if isinstance(value, dict | list) and key != "default" else value
     additional = node.get("additionalProperties")

@@ -7,8 +7,10 @@ ssh-auth holds, one file per key: `username` + `password`, or `ssh-privatekey`
 
 from __future__ import annotations
 
-import os
+import atexit
+import functools
 import shlex
+import shutil
 import stat
 import tempfile
 from pathlib import Path
@@ -42,11 +44,12 @@ def git_auth_env(credentials_dir: Path | None) -> dict[str, str]:
     return env
 
 
+@functools.cache
 def _askpass_program() -> Path:
-    path = Path(tempfile.gettempdir()) / f"braid-askpass-{os.getuid()}.sh"
-    if not path.exists() or path.read_text() != _ASKPASS:
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(_ASKPASS)
-        tmp.chmod(stat.S_IRWXU)
-        tmp.replace(path)
+    """The askpass script, in a directory only this process's user can enter, removed at exit."""
+    directory = Path(tempfile.mkdtemp(prefix="braid-askpass-"))
+    atexit.register(shutil.rmtree, directory, True)
+    path = directory / "askpass.sh"
+    path.write_text(_ASKPASS)
+    path.chmod(stat.S_IRWXU)
     return path

@@ -104,13 +104,14 @@ def changed_files(repo: Repo, since: str) -> list[str]:
 def push_branch(repo: Repo, branch: str, lease: str) -> str:
     """Push HEAD to `branch`, only if the remote still holds `lease` ('' = must not exist). Return the commit."""
     head = repo.out("rev-parse", "HEAD")
-    try:
-        repo.run("push", "--quiet", "--porcelain", f"--force-with-lease=refs/heads/{branch}:{lease}", "origin",
-                 f"{head}:refs/heads/{branch}")
-    except GitError as exc:
-        if "stale info" in exc.stderr or "rejected" in exc.stderr:
-            raise BranchMoved(branch, exc.stderr) from None
-        raise
+    code, out, err = repo.run("push", "--porcelain", f"--force-with-lease=refs/heads/{branch}:{lease}", "origin",
+                              f"{head}:refs/heads/{branch}", check=False)
+    if code != 0:
+        # with --porcelain the per-ref verdict ("[rejected] (stale info)") goes to stdout
+        said = out + err
+        if "stale info" in said or "[rejected]" in said or "fetch first" in said:
+            raise BranchMoved(branch, said)
+        raise GitError(["push"], code, said)
     return head
 
 

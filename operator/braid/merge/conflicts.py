@@ -49,8 +49,7 @@ def parse_merge_tree(output: str) -> tuple[str, list[FileConflict]]:
     while i < len(fields) and fields[i] != "":
         i += 1
     i += 1
-    conflicts: list[FileConflict] = []
-    seen: set[tuple[str, str]] = set()
+    found: list[FileConflict] = []
     while i < len(fields):
         if not fields[i].strip().isdigit():
             break
@@ -60,11 +59,32 @@ def parse_merge_tree(output: str) -> tuple[str, list[FileConflict]]:
         message = fields[i + 2 + count] if i + 2 + count < len(fields) else ""
         i += 3 + count
         match = _CONFLICT.match(message.strip()) or _CONFLICT.match(label_type)
-        if not match or not paths:
+        if match and paths:
+            found.append(FileConflict(paths[0], kind_of(match.group(1)), message.strip()))
+    return tree, _one_per_path(found)
+
+
+def _one_per_path(found: list[FileConflict]) -> list[FileConflict]:
+    """One entry per user-visible path, with the most specific kind git gave.
+
+    git reports a binary file as both 'binary' and 'content', and for a file/directory
+    clash it moves the file aside to 'path~branch' and talks about that name; users know
+    the file by its original path.
+    """
+    moved_aside = {}
+    for c in found:
+        if c.kind == "file/directory" and "~" in c.path:
+            moved_aside[c.path] = c.path.rsplit("~", 1)[0]
+    best: dict[str, FileConflict] = {}
+    for c in found:
+        path = moved_aside.get(c.path, c.path)
+        if c.path in moved_aside and c.kind != "file/directory":
             continue
-        kind = kind_of(match.group(1))
-        key = (paths[0], kind)
-        if key not in seen:
-            seen.add(key)
-            conflicts.append(FileConflict(paths[0], kind, message.strip()))
-    return tree, conflicts
+        c = FileConflict(path, c.kind, c.message)
+        current = best.get(path)
+        if current is None or _RANK.index(c.kind) < _RANK.index(current.kind):
+            best[path] = c
+    return [best[p] for p in dict.fromkeys(moved_aside.get(c.path, c.path) for c in found) if p in best]
+
+
+_RANK = ["file/directory", "binary", "rename", "modify/delete", "add/add", "mode", "content", "other"]

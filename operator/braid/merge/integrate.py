@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from braid.api import Conflict, ConflictFile, MergeStatus
 from braid.gitops import GitError, MissingRef, ObjectCache, Repo, RepositoryUnreachable, normalize_url, resolve_base
@@ -96,7 +97,8 @@ def publish(repo: Repo, request: MergeRequest, status: MergeStatus) -> None:
         if repo.out("rev-parse", f"{existing}^{{tree}}") == repo.out("rev-parse", f"{status.commit}^{{tree}}"):
             status.commit = existing
             return
-        ours = f"{RUN_TRAILER}: {request.run}" in repo.out("log", "-1", "--format=%B", existing)
+        trailer = re.compile(rf"^{RUN_TRAILER}: {re.escape(request.run)}$", re.MULTILINE)
+        ours = trailer.search(repo.out("log", "-1", "--format=%B", existing)) is not None
         fast_forward = repo.run("merge-base", "--is-ancestor", existing, status.commit, check=False)[0] == 0
         if not ours and not fast_forward:
             raise IntegrationBranchTaken(
