@@ -25,7 +25,7 @@ Backend = Literal["anthropic", "command", "script"]
 TaskName = Annotated[str, Field(min_length=1, max_length=TASK_NAME_MAX, pattern=NAME_PATTERN)]
 Quantity = int | str
 
-DEFAULT_MODEL = "claude-sonnet-4-5"
+DEFAULT_MODEL = "claude-sonnet-4-6"
 
 
 class RepoSpec(Model):

@@ -79,13 +79,17 @@ def run_task(spec: AgentTaskSpec, paths: RunnerPaths, cancel: threading.Event | 
         "workspace ready on %s at %s%s", spec.branch, prepared.start[:12],
         " (resumed from the pushed branch)" if prepared.resumed else "",
     )
+    # The task's deadline counts from its start; leave the agent what remains, minus a
+    # margin to commit and push, so a slow fetch does not cost the work at the end.
+    elapsed = time.monotonic() - started
+    margin = min(30.0, spec.timeout_seconds * 0.1)
     ctx = AgentContext(
         run=spec.run,
         task=spec.task,
         prompt=spec.prompt,
         workdir=paths.workdir,
         agent=spec.agent,
-        timeout_seconds=spec.timeout_seconds,
+        timeout_seconds=max(1.0, spec.timeout_seconds - elapsed - margin),
         paths=spec.paths,
         depends_on=spec.depends_on,
         budget=spec.budget,
