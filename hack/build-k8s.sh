@@ -29,7 +29,7 @@ k8s_module() {
   if [ ! -f "$dir/.ready" ]; then
     log "preparing wrapper module for k8s.io/kubernetes $K8S_VERSION"
     rm -rf "$dir" && mkdir -p "$dir"
-    local gomod staging minor
+    local gomod minor
     gomod=$(cd "$dir" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
     minor="v0.${K8S_VERSION#v1.}"
     {
@@ -55,7 +55,7 @@ import (
 	_ "k8s.io/kubernetes/cmd/kubectl"
 )
 GO
-    (cd "$dir" && go mod tidy -e >/dev/null 2>&1 || true)
+    (cd "$dir" && go mod tidy -e >/dev/null 2>&1) || true
     (cd "$dir" && go mod download k8s.io/kubernetes)
     touch "$dir/.ready"
   fi
@@ -92,8 +92,16 @@ k8s_ldflags() {
   echo "$flags"
 }
 
+locked=
 for c in "${components[@]}"; do
   if [ -x "$BIN/$c" ]; then continue; fi
+  if [ -z "$locked" ]; then
+    # one build at a time per cache; whoever waited may find the binary built
+    exec 8> "$WORK/.lock"
+    flock 8
+    locked=1
+    if [ -x "$BIN/$c" ]; then continue; fi
+  fi
   start=$(date +%s)
   case "$c" in
     etcd)
