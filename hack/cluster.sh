@@ -360,6 +360,7 @@ cmd_up() {
     --endpoint-reconciler-type=none \
     --kubelet-client-certificate="$pki/apiserver-kubelet-client.crt" --kubelet-client-key="$pki/apiserver-kubelet-client.key" \
     --kubelet-preferred-address-types=InternalIP,Hostname \
+    --kubelet-certificate-authority="$pki/ca.crt" \
     --authorization-mode=Node,RBAC --allow-privileged=true
   STARTED+=(kube-apiserver)
   wait_until kube-apiserver "GET /readyz" api_ready
@@ -384,6 +385,8 @@ cmd_up() {
   # created by the controller-manager's service-account controller: proof that
   # the controllers run and that pods can be admitted in the default namespace
   wait_until kube-controller-manager "the default service account" kc -n default get serviceaccount default
+
+  if [ "${BRAID_CLUSTER_NODE:-0}" != 0 ]; then "$HACK/node.sh" up 9>&-; fi
 
   log "up in $(elapsed)s: $("$(bin_of kube-apiserver)" --version) at https://$ADDRESS:$APISERVER_PORT ($STATE)"
 }

@@ -11,7 +11,8 @@ pytestmark = pytest.mark.cluster
 
 
 def job(name: str) -> dict:
-    # The image is never pulled: no kubelet runs, so the pod stays Pending.
+    # The image is never pulled: the pod asks for a node that does not exist, so it
+    # stays Pending whether or not a kubelet runs.
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -20,6 +21,7 @@ def job(name: str) -> dict:
             "backoffLimit": 0,
             "template": {"spec": {
                 "restartPolicy": "Never",
+                "nodeSelector": {"braid.dev/test-node": "none"},
                 "containers": [{"name": "main", "image": "registry.invalid/braid/noop:1", "command": ["true"]}],
             }},
         },
@@ -38,7 +40,7 @@ def test_api_is_ready_with_default_namespace_and_service_account(cluster: Cluste
     assert client.VersionApi(cluster.api).get_code().git_version.startswith("v1.")
 
 
-def test_job_controller_creates_the_pod_and_the_scheduler_finds_no_node(cluster: Cluster, namespace: str) -> None:
+def test_job_controller_creates_the_pod_and_the_scheduler_finds_no_fitting_node(cluster: Cluster, namespace: str) -> None:
     core = client.CoreV1Api(cluster.api)
     created = client.BatchV1Api(cluster.api).create_namespaced_job(namespace, job("j1"))
 
@@ -52,7 +54,7 @@ def test_job_controller_creates_the_pod_and_the_scheduler_finds_no_node(cluster:
         return any(c.type == "PodScheduled" and c.status == "False" and c.reason == "Unschedulable"
                    for c in pod.status.conditions or [])
 
-    # the scheduler ran and found no node: the pod stays Pending, unbound
+    # the scheduler ran and found no fitting node: the pod stays Pending, unbound
     wait_for(unschedulable, timeout=60, what="the scheduler to mark the pod Unschedulable")
     pod = core.read_namespaced_pod(pods[0].metadata.name, namespace)
     assert pod.status.phase == "Pending"
