@@ -17,6 +17,7 @@ class Settings(BaseSettings):
     runner_image: str = Field("braid-agent:0.1.0", description="Image of agent pods and the merge Job.")
     image_pull_policy: str = "IfNotPresent"
     runtime_class_name: str | None = None
+    scheduler_name: str | None = Field(None, description="Scheduler of agent and merge pods; unset: the default.")
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[dict] = Field(default_factory=list)
     default_cpu_request: str = "500m"
@@ -32,6 +33,26 @@ class Settings(BaseSettings):
     api_qps: float = 20.0
     api_burst: int = 40
     merge_timeout_seconds: int = 1800
+    merge_backoff_limit: int = Field(2, description="Retries of the merge Job's pod after a crash or eviction.")
+    merge_service_account: str | None = Field(
+        None, description="ServiceAccount of the merge Job, allowed to write its report ConfigMap when the report "
+        "is larger than a termination message; unset: no token is mounted and the operator reads the log instead."
+    )
+    tmp_size_limit: str = "1Gi"
+    run_as_user: int = Field(1000, description="UID of agent and merge containers (the restricted policy wants one).")
+    run_as_group: int = 1000
+    fs_group: int = 1000
+    termination_grace_seconds: int = Field(
+        60, description="Time an agent gets after SIGTERM (suspend, deadline) to commit and push its work."
+    )
+    deadline_grace_seconds: int = Field(
+        30, description="After timeoutSeconds plus this, the operator stops a pod the kubelet has not stopped."
+    )
+    max_interruptions: int = Field(
+        5, description="Evictions and lost pods a task may suffer before it fails; they never count as retries."
+    )
+    workers: int = Field(8, ge=1, description="Objects reconciled at the same time.")
+    resync_seconds: float = Field(300.0, gt=0, description="Every object is looked at again this often.")
 
     @field_validator("namespaces", mode="before")
     @classmethod

@@ -27,18 +27,33 @@ class AgentTaskSpec(Model):
     timeout_seconds: int = Field(3600, ge=1)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     budget: Budget | None = Field(None, description="This task's share of the run budget.")
+    suspend: bool = Field(
+        False,
+        description="While true no pod runs. The ParallelRun clears it when the task's dependencies have "
+        "succeeded and a slot and budget are free, and sets it again while the run is suspended.",
+    )
 
 
 class AgentTaskStatus(TaskStatus):
     observed_generation: int | None = None
+    failures: int = Field(0, description="Failed attempts counted against retry.limit.")
+    interruptions: int = Field(
+        0, description="Attempts lost to eviction, node loss or a deleted pod; not counted against retry.limit."
+    )
+    usage_attempts: int = Field(0, description="Attempts whose usage is included in usage.")
     conditions: list[Condition] = Field(default_factory=list)
     attempt_started_at: str | None = None
     next_attempt_at: str | None = None
 
 
+class AgentTaskMeta(ObjectMeta):
+    # <run>-<task>: longer than a run name may be
+    name: str = Field(min_length=1, max_length=253)
+
+
 class AgentTask(Model):
     api_version: Literal["braid.dev/v1alpha1"] = Field(API_VERSION, alias="apiVersion")
     kind: Literal["AgentTask"] = "AgentTask"
-    metadata: ObjectMeta
+    metadata: AgentTaskMeta
     spec: AgentTaskSpec
     status: AgentTaskStatus | None = None

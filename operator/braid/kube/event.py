@@ -1,0 +1,45 @@
+"""core/v1 Events: what `kubectl describe` shows under Events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+MESSAGE_LIMIT = 1024
+COMPONENT = "braid-operator"
+
+
+@dataclass(frozen=True)
+class Event:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+def event_manifest(
+    involved: dict[str, Any], event: Event, timestamp: str, name_suffix: str, instance: str
+) -> dict[str, Any]:
+    """The Event about `involved` (a manifest with apiVersion, kind and metadata)."""
+    meta = involved["metadata"]
+    message = event.message if len(event.message) <= MESSAGE_LIMIT else event.message[: MESSAGE_LIMIT - 3] + "..."
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{meta['name']}.{name_suffix}", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": involved["apiVersion"],
+            "kind": involved["kind"],
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta["uid"],
+        },
+        "type": event.type,
+        "reason": event.reason,
+        "message": message,
+        "source": {"component": COMPONENT},
+        "reportingComponent": f"braid.dev/{COMPONENT}",
+        "reportingInstance": instance,
+        "firstTimestamp": timestamp,
+        "lastTimestamp": timestamp,
+        "count": 1,
+    }

@@ -1,0 +1,129 @@
+"""The merge Job: `braid merge` in the runner image, once every task has ended."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from braid.api import ParallelRun
+from braid.merge import MergeRequest, MergeTask
+from braid.settings import Settings
+
+from . import labels
+from .agenttask import run_owner
+from .names import merge_job_name, merge_report_name
+from .pod import (
+    CACHE,
+    GIT_CREDENTIALS_DIR,
+    TERMINATION_LOG,
+    TMP,
+    base_mounts,
+    cache_volume,
+    git_credentials_volume,
+    resources,
+    tmp_volume,
+)
+from .security import container_security_context, placement, pod_security_context
+
+CONTAINER = "merge"
+REPORT_KEY = "report.json"
+# `braid merge` exits 2 when its request is invalid: retrying cannot help
+EXIT_INVALID = 2
+
+
+def merge_request(run: ParallelRun, succeeded: list[str]) -> MergeRequest:
+    """Merge the succeeded tasks (spec order; `braid merge` sorts them topologically); report the rest."""
+    done = set(succeeded)
+    return MergeRequest(
+        run=run.name,
+        repo=run.spec.repo,
+        integration_branch=run.integration_branch,
+        on_conflict=run.spec.merge.on_conflict,
+        tasks=[
+            MergeTask(name=t.name, branch=run.branch_of(t.name), depends_on=t.depends_on)
+            for t in run.spec.tasks
+            if t.name in done
+        ],
+        not_merged=[t.name for t in run.spec.tasks if t.name not in done],
+    )
+
+
+def merge_job(run: ParallelRun, request: MergeRequest, settings: Settings) -> dict[str, Any]:
+    command = ["braid", "merge", "--cache-dir", f"{CACHE}/git", "--report", TERMINATION_LOG]
+    mounts = base_mounts()
+    volumes = [cache_volume(settings), tmp_volume(settings)]
+    if run.spec.repo.credentials_secret:
+        command += ["--credentials-dir", GIT_CREDENTIALS_DIR]
+        mounts.append({"name": "git-credentials", "mountPath": GIT_CREDENTIALS_DIR, "readOnly": True})
+        volumes.append(git_credentials_volume(run.spec.repo.credentials_secret))
+    container = {
+        "name": CONTAINER,
+        "image": settings.runner_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": command,
+        "workingDir": TMP,
+        "env": [
+            {"name": "BRAID_MERGE_REQUEST", "value": json.dumps(request.wire(), separators=(",", ":"))},
+            {"name": "BRAID_MERGE_REPORT_CONFIGMAP", "value": merge_report_name(run.name)},
+            {"name": "HOME", "value": TMP},
+            {"name": "PYTHONUNBUFFERED", "value": "1"},
+        ],
+        "resources": resources(None, settings),
+        "securityContext": container_security_context(),
+        "volumeMounts": mounts,
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "File",
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "terminationGracePeriodSeconds": settings.termination_grace_seconds,
+        # a token only when a ServiceAccount may write the report ConfigMap
+        "automountServiceAccountToken": bool(settings.merge_service_account),
+        "enableServiceLinks": False,
+        "securityContext": pod_security_context(settings),
+        **placement(settings),
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if settings.merge_service_account:
+        pod_spec["serviceAccountName"] = settings.merge_service_account
+    job_labels = labels.common(run.name, labels.MERGE)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": merge_job_name(run.name),
+            "namespace": run.metadata.namespace,
+            "labels": job_labels,
+            "ownerReferences": [run_owner(run)],
+        },
+        "spec": {
+            "backoffLimit": settings.merge_backoff_limit,
+            "activeDeadlineSeconds": settings.merge_timeout_seconds,
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": [EXIT_INVALID]},
+                    },
+                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+                ]
+            },
+            "template": {"metadata": {"labels": dict(job_labels)}, "spec": pod_spec},
+        },
+    }
+
+
+def merge_report_configmap(run: ParallelRun) -> dict[str, Any]:
+    """Empty until a merge report too large for a termination message is written into it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": merge_report_name(run.name),
+            "namespace": run.metadata.namespace,
+            "labels": labels.common(run.name, labels.MERGE_REPORT),
+            "ownerReferences": [run_owner(run)],
+        },
+        "data": {},
+    }

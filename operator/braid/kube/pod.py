@@ -1,0 +1,148 @@
+"""The pod of one attempt of an AgentTask: `braid agent-run` in the runner image."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from braid.api import AgentTask
+from braid.settings import Settings
+
+from . import labels
+from .meta import owner_reference
+from .names import pod_name
+from .quantity import at_least
+from .security import container_security_context, placement, pod_security_context
+
+WORKSPACE = "/workspace"
+CACHE = "/cache"
+TMP = "/tmp"
+API_KEY_DIR = "/var/run/secrets/braid/api-key"
+GIT_CREDENTIALS_DIR = "/var/run/secrets/braid/git"
+API_KEY_SECRET_KEY = "api-key"
+TERMINATION_LOG = "/dev/termination-log"
+SECRET_MODE = 0o440
+
+
+def resources(requested: Any, settings: Settings) -> dict[str, dict[str, Any]]:
+    """Settings defaults overlaid with what the spec asks for; a default limit never undercuts a request."""
+    requests: dict[str, Any] = {"cpu": settings.default_cpu_request, "memory": settings.default_memory_request}
+    limits: dict[str, Any] = {"cpu": settings.default_cpu_limit, "memory": settings.default_memory_limit}
+    own_requests = dict(requested.requests or {}) if requested else {}
+    own_limits = dict(requested.limits or {}) if requested else {}
+    requests.update(own_requests)
+    for key, value in requests.items():
+        if key in limits and key not in own_limits:
+            limits[key] = at_least(limits[key], value)
+    limits.update(own_limits)
+    return {"requests": requests, "limits": limits}
+
+
+def cache_volume(settings: Settings) -> dict[str, Any]:
+    if settings.cache_pvc:
+        return {"name": "cache", "persistentVolumeClaim": {"claimName": settings.cache_pvc}}
+    return {"name": "cache", "emptyDir": {}}
+
+
+def workspace_volume(settings: Settings) -> dict[str, Any]:
+    if settings.workspace_storage_class:
+        # a generic ephemeral volume: a PVC created with the pod and deleted with it
+        claim = {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": settings.workspace_storage_class,
+            "resources": {"requests": {"storage": settings.workspace_size_limit}},
+        }
+        return {"name": "workspace", "ephemeral": {"volumeClaimTemplate": {"spec": claim}}}
+    return {"name": "workspace", "emptyDir": {"sizeLimit": settings.workspace_size_limit}}
+
+
+def tmp_volume(settings: Settings) -> dict[str, Any]:
+    return {"name": "tmp", "emptyDir": {"sizeLimit": settings.tmp_size_limit}}
+
+
+def git_credentials_volume(secret: str) -> dict[str, Any]:
+    return {"name": "git-credentials", "secret": {"secretName": secret, "defaultMode": SECRET_MODE}}
+
+
+def base_mounts() -> list[dict[str, Any]]:
+    return [
+        {"name": "cache", "mountPath": CACHE},
+        {"name": "tmp", "mountPath": TMP},
+    ]
+
+
+def agent_pod(task: AgentTask, attempt: int, settings: Settings) -> dict[str, Any]:
+    spec = task.spec
+    agent = spec.agent
+    meta = task.metadata
+
+    command = [
+        "braid", "agent-run",
+        "--workdir", f"{WORKSPACE}/repo",
+        "--cache-dir", f"{CACHE}/git",
+        "--result", TERMINATION_LOG,
+    ]
+    mounts = [{"name": "workspace", "mountPath": WORKSPACE}, *base_mounts()]
+    volumes = [workspace_volume(settings), cache_volume(settings), tmp_volume(settings)]
+    if spec.repo.credentials_secret:
+        command += ["--credentials-dir", GIT_CREDENTIALS_DIR]
+        mounts.append({"name": "git-credentials", "mountPath": GIT_CREDENTIALS_DIR, "readOnly": True})
+        volumes.append(git_credentials_volume(spec.repo.credentials_secret))
+    if agent.api_key_secret:
+        command += ["--api-key-file", f"{API_KEY_DIR}/{API_KEY_SECRET_KEY}"]
+        mounts.append({"name": "api-key", "mountPath": API_KEY_DIR, "readOnly": True})
+        volumes.append({
+            "name": "api-key",
+            "secret": {
+                "secretName": agent.api_key_secret,
+                "items": [{"key": API_KEY_SECRET_KEY, "path": API_KEY_SECRET_KEY}],
+                "defaultMode": SECRET_MODE,
+            },
+        })
+
+    # the spec names secrets but never holds one; suspend is the operator's business
+    task_json = json.dumps(spec.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"suspend"}),
+                           separators=(",", ":"), sort_keys=True)
+    container = {
+        "name": "agent",
+        "image": agent.image or settings.runner_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": command,
+        "workingDir": WORKSPACE,
+        "env": [
+            {"name": "BRAID_TASK_SPEC", "value": task_json},
+            {"name": "BRAID_ATTEMPT", "value": str(attempt)},
+            {"name": "HOME", "value": TMP},
+            {"name": "PYTHONUNBUFFERED", "value": "1"},
+        ],
+        "resources": resources(spec.resources, settings),
+        "securityContext": container_security_context(),
+        "volumeMounts": mounts,
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "File",
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "activeDeadlineSeconds": spec.timeout_seconds,
+        "terminationGracePeriodSeconds": settings.termination_grace_seconds,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": pod_security_context(settings),
+        **placement(settings),
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if settings.service_account:
+        pod_spec["serviceAccountName"] = settings.service_account
+    owner = {"apiVersion": task.api_version, "kind": task.kind, "metadata": {"name": meta.name, "uid": meta.uid}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": pod_name(spec.run, spec.task, attempt),
+            "namespace": meta.namespace,
+            "labels": labels.for_pod(spec.run, spec.task, attempt),
+            "ownerReferences": [owner_reference(owner)],
+        },
+        "spec": pod_spec,
+    }
