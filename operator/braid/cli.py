@@ -124,6 +124,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from braid.api import format_validation_error
     from braid.gitops import ObjectCache, git_auth_env
     from braid.merge import MergeRequest, run_merge
+    from braid.runner import TERMINATION_MESSAGE_LIMIT
 
     _setup_logging(args.verbose)
     try:
@@ -137,6 +138,11 @@ def cmd_merge(args: argparse.Namespace) -> int:
     text = json.dumps(status.wire(), separators=(",", ":"))
     if args.report:
         Path(args.report).write_text(text)
+    if len(text.encode()) > TERMINATION_MESSAGE_LIMIT and os.environ.get("BRAID_MERGE_REPORT_CONFIGMAP"):
+        # in a merge Job: the whole report goes where the operator can read it
+        from braid.controller.report import publish_merge_report
+
+        publish_merge_report(text)
     print(text)
     return EXIT_OK if status.phase in ("Succeeded", "Conflicted") else EXIT_FAILED
 

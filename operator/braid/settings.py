@@ -39,9 +39,9 @@ class Settings(BaseSettings):
         "is larger than a termination message; unset: no token is mounted and the operator reads the log instead."
     )
     tmp_size_limit: str = "1Gi"
-    run_as_user: int = Field(1000, description="UID of agent and merge containers (the restricted policy wants one).")
-    run_as_group: int = 1000
-    fs_group: int = 1000
+    run_as_user: int = Field(10001, description="UID of agent and merge containers (the restricted policy wants one).")
+    run_as_group: int = 10001
+    fs_group: int = 10001
     termination_grace_seconds: int = Field(
         60, description="Time an agent gets after SIGTERM (suspend, deadline) to commit and push its work."
     )

@@ -179,6 +179,7 @@ ALL_ON = {
         "image": {"repository": "registry.example.com/braid-agent", "tag": "2.0.0"},
         "pullPolicy": "Always",
         "runtimeClassName": "gvisor",
+        "schedulerName": "braid-scheduler",
         "nodeSelector": {"braid.dev/agents": "true"},
         "tolerations": [{"key": "agents", "operator": "Exists", "effect": "NoSchedule"}],
         "serviceAccountName": "braid-agent",

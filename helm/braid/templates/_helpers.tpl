@@ -86,6 +86,10 @@ cluster-wide mode and by one Role per namespace when watchNamespaces is set.
 - apiGroups: [""]
   resources: ["pods/status"]
   verbs: ["get"]
+# a merge report too large for a termination message is read from the merge pod's log
+- apiGroups: [""]
+  resources: ["pods/log"]
+  verbs: ["get"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "delete", "patch"]

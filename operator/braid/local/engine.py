@@ -17,15 +17,13 @@ from pathlib import Path
 from braid.api import AgentTaskSpec, MergeStatus, ParallelRun, ParallelRunStatus, TaskStatus, Usage
 from braid.gitops import ObjectCache, Repo, RepositoryUnreachable, default_cache_root, git_auth_env, normalize_url
 from braid.merge import MergeRequest, MergeTask, run_merge
-from braid.plan import Spend, decide, exhausted, nodes_of, spent, task_share, validate
+from braid.plan import RETRYABLE, Spend, decide, exhausted, nodes_of, spent, task_share, validate
 from braid.runner import TaskResult
 
 from .progress import Progress
 
 log = logging.getLogger("braid.local")
 
-# Reasons worth another attempt; the rest would fail the same way again.
-RETRYABLE = frozenset({"AgentFailed", "PushFailed", "GitFailed", "RepositoryUnreachable", "Crashed"})
 KILL_GRACE_SECONDS = 30.0
 
 

@@ -1,10 +1,10 @@
 """Pure scheduling: DAG checks, priorities, what may start now."""
 
 from .dag import Node, PlanError, critical_path, find_cycle, nodes_of, topological_order, upstream, validate
-from .schedule import ENDED, Decision, Skip, decide
+from .schedule import ENDED, RETRYABLE, Decision, Skip, decide
 
 __all__ = [
-    "ENDED", "Decision", "Node", "PlanError", "Skip", "critical_path", "decide", "find_cycle", "nodes_of",
+    "ENDED", "RETRYABLE", "Decision", "Node", "PlanError", "Skip", "critical_path", "decide", "find_cycle", "nodes_of",
     "topological_order", "upstream", "validate",
 ]
 

@@ -8,13 +8,13 @@ from datetime import datetime, timedelta
 from braid.api import AgentTask, AgentTaskStatus, Usage
 from braid.api.status import ENDED_TASK_PHASES
 from braid.kube import Event, pod_name
+from braid.plan import RETRYABLE
 
 from .clock import iso, parse
 from .conditions import set_condition
 from .observe import DISRUPTION_REASONS, PodView
 
 # Failures worth another attempt (as in local mode); the rest would fail the same way again.
-RETRYABLE = frozenset({"AgentFailed", "PushFailed", "GitFailed", "RepositoryUnreachable", "Crashed"})
 # How often to look at an old pod that is still shutting down before the next attempt starts.
 WAIT_FOR_OLD_POD_SECONDS = 5.0
 
