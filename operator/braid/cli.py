@@ -82,25 +82,32 @@ def cmd_validate(args: argparse.Namespace) -> int:
 # -- braid agent-run / merge (the pod entrypoints) -------------------------------------------------
 
 
-def _read_model(model: type, file: str | None, env_var: str):
-    text = Path(file).read_text() if file else os.environ.get(env_var)
+def _read_input(model: type, file: str | None, env_var: str, what: str):
+    """An entrypoint's JSON input from --<what> FILE or $env_var; InvalidSpec names the bad field."""
+    from pydantic import ValidationError
+
+    from braid.api import InvalidSpec, format_validation_error
+
+    try:
+        text = Path(file).read_text() if file else os.environ.get(env_var)
+    except OSError as exc:
+        raise InvalidSpec(f"--{what} {file}: {exc.strerror}") from None
     if not text:
-        raise ValueError(f"give --{'task' if 'TASK' in env_var else 'request'} FILE or set {env_var}")
-    return model.model_validate_json(text)
+        raise InvalidSpec(f"give --{what} FILE or set {env_var}")
+    try:
+        return model.model_validate_json(text)
+    except ValidationError as exc:
+        raise InvalidSpec(format_validation_error(exc, what)) from None
 
 
 def cmd_agent_run(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
-    from braid.api import AgentTaskSpec, format_validation_error
+    from braid.api import AgentTaskSpec, InvalidSpec
     from braid.runner import RunnerPaths, install_cancel_handlers, run_task
 
     _setup_logging(args.verbose)
     try:
-        spec = _read_model(AgentTaskSpec, args.task, "BRAID_TASK_SPEC")
-    except ValidationError as exc:
-        return _fail(format_validation_error(exc, "task"))
-    except (OSError, ValueError) as exc:
+        spec = _read_input(AgentTaskSpec, args.task, "BRAID_TASK_SPEC", "task")
+    except InvalidSpec as exc:
         return _fail(str(exc))
     cancel = install_cancel_handlers()
     api_key = args.api_key_file or os.environ.get("BRAID_API_KEY_FILE")
@@ -119,19 +126,15 @@ def cmd_agent_run(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
-    from braid.api import format_validation_error
+    from braid.api import InvalidSpec
     from braid.gitops import ObjectCache, git_auth_env
     from braid.merge import MergeRequest, run_merge
     from braid.runner import TERMINATION_MESSAGE_LIMIT
 
     _setup_logging(args.verbose)
     try:
-        request = _read_model(MergeRequest, args.request, "BRAID_MERGE_REQUEST")
-    except ValidationError as exc:
-        return _fail(format_validation_error(exc, "request"))
-    except (OSError, ValueError) as exc:
+        request = _read_input(MergeRequest, args.request, "BRAID_MERGE_REQUEST", "request")
+    except InvalidSpec as exc:
         return _fail(str(exc))
     creds = _path(args.credentials_dir or os.environ.get("BRAID_GIT_CREDENTIALS_DIR"))
     status = run_merge(request, ObjectCache(Path(args.cache_dir)), git_auth_env(creds))
