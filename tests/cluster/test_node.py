@@ -9,11 +9,8 @@ never skipped and never fall back to a simulated node.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,76 +22,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import kube_cluster
 from braid.api import AgentTaskSpec
 from gitserver import GitServer, git
+from node_fixtures import agent_image, git_server, node
 
-REPO = Path(__file__).resolve().parents[2]
-NODE_SH = REPO / "hack" / "node.sh"
-BUILD_IMAGES_SH = REPO / "hack" / "build-images.sh"
 # the agent-runner image's user (images/agent-runner/Dockerfile)
 IMAGE_UID = 10001
-
-
-def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout, check=False)
-
-
-def _node_info() -> dict[str, str]:
-    out = _run([str(NODE_SH), "info"], timeout=30).stdout
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-
-def _tail(path: str, lines: int = 30) -> str:
-    try:
-        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
 
 # Fixture setup counts against a test's timeout: on a cold machine the first test
 # waits for the kubelet build and the image builds (minutes, once per machine).
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1800)]
-
-
-@pytest.fixture(scope="module")
-def node(cluster: kube_cluster.Cluster) -> Iterator[dict[str, str]]:
-    """The node of hack/node.sh, joined to the session's cluster and Ready.
-
-    Taken down after this module when it was started here, so that the tests after it
-    find the cluster as they expect it: without a node (their pods stay Pending).
-    """
-    if cluster.source == "external":
-        pytest.fail("these tests run their own node and need the cluster of hack/cluster.sh; "
-                    "BRAID_TEST_KUBECONFIG points at another cluster", pytrace=False)
-    was_up = _run([str(NODE_SH), "status"], timeout=60).returncode == 0
-    if not was_up:
-        # a cold machine builds the kubelet here (minutes, once per machine)
-        up = _run([str(NODE_SH), "up"], timeout=1800)
-        if up.returncode != 0:
-            pytest.fail(f"hack/node.sh up exited {up.returncode}: the node did not come up:\n{up.stderr}{up.stdout}",
-                        pytrace=False)
-    info = _node_info()
-    try:
-        yield info
-    finally:
-        if not was_up and not os.environ.get("BRAID_KEEP_CLUSTER"):
-            down = _run([str(NODE_SH), "down"], timeout=300)
-            assert down.returncode == 0, f"hack/node.sh down exited {down.returncode}:\n{down.stderr}"
-
-
-@pytest.fixture(scope="module")
-def agent_image(node: dict[str, str]) -> str:
-    """braid's agent-runner image, built from its Dockerfile and loaded into the node."""
-    built = _run([str(BUILD_IMAGES_SH), "--load", "agent-runner"], timeout=1800)
-    if built.returncode != 0:
-        pytest.fail(f"hack/build-images.sh --load agent-runner exited {built.returncode}:\n{built.stderr}",
-                    pytrace=False)
-    images = dict(line.split("=", 1) for line in built.stdout.splitlines() if "=" in line)
-    return images["agent-runner"]
-
-
-@pytest.fixture(scope="module")
-def git_server(node: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
-    with GitServer(tmp_path_factory.mktemp("git-server") / "repos", node["node_ip"]) as server:
-        yield server
+__all__ = ["agent_image", "git_server", "node"]  # fixtures
 
 
 # --- helpers ------------------------------------------------------------------------------
