@@ -141,6 +141,18 @@ def test_invalid_graph_fails_with_a_condition_and_an_event_and_creates_nothing(
     assert kit.jobs() == []
 
 
+def test_a_task_name_taken_by_another_run_is_reported(kit: Kit, braid_operator: Operator) -> None:
+    # run "a-b" task "c" and run "a" task "b-c" both want the AgentTask "a-b-c"
+    kit.create_run("a-b", [task("c")])
+    wait_for(lambda: "c" in kit.agenttasks(), timeout=60, what="the first run's AgentTask")
+    kit.create_run("a", [task("b-c")])
+    events = kit.wait_event("a", "NameCollision", timeout=60)
+    assert events[0][0] == "Warning"
+    assert "AgentTask a-b-c" in events[0][2] and "'a-b'" in events[0][2]
+    # the first run's task is left as it was
+    assert kit.agenttask("a-b-c")["metadata"]["labels"]["braid.dev/run"] == "a-b"
+
+
 def test_metrics_show_task_counts_and_cost_of_a_finished_run(kit: Kit, braid_operator: Operator) -> None:
     kit.create_run("small", [task("one"), task("two", "one")], maxParallel=2,
                    agent={"backend": "script", "model": "test-model"})

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from braid.api import AgentTask, ParallelRun, ParallelRunStatus, format_validation_error
-from braid.kube import REPORT_KEY, labels, merge_job_name, merge_report_name, owned_by
+from braid.kube import REPORT_KEY, Event, labels, merge_job_name, merge_report_name, owned_by
 from braid.kube.job import CONTAINER as MERGE_CONTAINER
 
 from .client import AGENTTASKS, CONFIGMAPS, JOBS, PARALLELRUNS, PODS
@@ -142,8 +142,10 @@ async def _merge_report(ctx: Context, namespace: str, run: str, pods: list[dict[
 
 async def _apply(ctx: Context, key: Key, plan: RunPlan, raw_children: dict[str, dict[str, Any]]) -> None:
     for manifest in plan.create:
-        with contextlib.suppress(AlreadyExists):
+        try:
             await ctx.kube.create(manifest)
+        except AlreadyExists:
+            await _check_name_owner(ctx, key, plan, manifest)
     patches = [(name, patch) for name, patch in plan.admit.items()]
     patches += [(name, {"spec": {"suspend": True}}) for name in plan.suspend]
     patches += [(name, {"spec": spec}) for name, spec in plan.respec.items()]
@@ -157,6 +159,21 @@ async def _apply(ctx: Context, key: Key, plan: RunPlan, raw_children: dict[str, 
     for name in plan.delete:
         with contextlib.suppress(NotFound):
             await ctx.kube.delete(AGENTTASKS, key.namespace, name)
+
+
+async def _check_name_owner(ctx: Context, key: Key, plan: RunPlan, manifest: dict[str, Any]) -> None:
+    """An AgentTask of that name exists. Ours (a restart, a race) is fine; another run's is a
+    name collision (run `a-b` task `c` and run `a` task `b-c` both make `a-b-c`): say so,
+    since the task cannot start until one of them is renamed."""
+    name = manifest["metadata"]["name"]
+    with contextlib.suppress(NotFound):
+        existing = await ctx.kube.get(AGENTTASKS, key.namespace, name)
+        owner = (existing["metadata"].get("labels") or {}).get(labels.RUN)
+        if owner != key.name:
+            message = (f"AgentTask {name} for task {manifest['spec']['task']!r} already belongs to run {owner!r}; "
+                       "rename this run or the task")
+            log.warning("%s/%s: %s", key.namespace, key.name, message)
+            plan.events.append(Event("Warning", "NameCollision", message))
 
 
 async def _write_status(ctx: Context, body: dict[str, Any], plan: RunPlan) -> None:
