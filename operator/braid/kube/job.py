@@ -14,16 +14,15 @@ from .agenttask import run_owner
 from .names import merge_job_name, merge_report_name
 from .pod import (
     CACHE,
-    GIT_CREDENTIALS_DIR,
     TERMINATION_LOG,
     TMP,
+    add_git_credentials,
     base_mounts,
     cache_volume,
-    git_credentials_volume,
     resources,
+    runner_pod_spec,
     tmp_volume,
 )
-from .security import container_security_context, placement, pod_security_context
 
 CONTAINER = "merge"
 REPORT_KEY = "report.json"
@@ -52,39 +51,22 @@ def merge_job(run: ParallelRun, request: MergeRequest, settings: Settings) -> di
     command = ["braid", "merge", "--cache-dir", f"{CACHE}/git", "--report", TERMINATION_LOG]
     mounts = base_mounts()
     volumes = [cache_volume(settings), tmp_volume(settings)]
-    if run.spec.repo.credentials_secret:
-        command += ["--credentials-dir", GIT_CREDENTIALS_DIR]
-        mounts.append({"name": "git-credentials", "mountPath": GIT_CREDENTIALS_DIR, "readOnly": True})
-        volumes.append(git_credentials_volume(run.spec.repo.credentials_secret))
+    add_git_credentials(run.spec.repo.credentials_secret, command, mounts, volumes)
     container = {
         "name": CONTAINER,
         "image": settings.runner_image,
-        "imagePullPolicy": settings.image_pull_policy,
         "command": command,
         "workingDir": TMP,
         "env": [
             {"name": "BRAID_MERGE_REQUEST", "value": json.dumps(request.wire(), separators=(",", ":"))},
             {"name": "BRAID_MERGE_REPORT_CONFIGMAP", "value": merge_report_name(run.name)},
-            {"name": "HOME", "value": TMP},
-            {"name": "PYTHONUNBUFFERED", "value": "1"},
         ],
         "resources": resources(None, settings),
-        "securityContext": container_security_context(),
         "volumeMounts": mounts,
-        "terminationMessagePath": TERMINATION_LOG,
-        "terminationMessagePolicy": "File",
     }
-    pod_spec: dict[str, Any] = {
-        "restartPolicy": "Never",
-        "terminationGracePeriodSeconds": settings.termination_grace_seconds,
-        # a token only when a ServiceAccount may write the report ConfigMap
-        "automountServiceAccountToken": bool(settings.merge_service_account),
-        "enableServiceLinks": False,
-        "securityContext": pod_security_context(settings),
-        **placement(settings),
-        "containers": [container],
-        "volumes": volumes,
-    }
+    # a token only when a ServiceAccount may write the report ConfigMap
+    pod_spec = runner_pod_spec(container, volumes, settings,
+                               automountServiceAccountToken=bool(settings.merge_service_account))
     if settings.merge_service_account:
         pod_spec["serviceAccountName"] = settings.merge_service_account
     job_labels = labels.common(run.name, labels.MERGE)

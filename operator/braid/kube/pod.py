@@ -71,6 +71,40 @@ def base_mounts() -> list[dict[str, Any]]:
     ]
 
 
+def add_git_credentials(secret: str | None, command: list[str], mounts: list[dict[str, Any]],
+                        volumes: list[dict[str, Any]]) -> None:
+    """Mount the git credentials Secret as files and tell braid where they are."""
+    if secret:
+        command += ["--credentials-dir", GIT_CREDENTIALS_DIR]
+        mounts.append({"name": "git-credentials", "mountPath": GIT_CREDENTIALS_DIR, "readOnly": True})
+        volumes.append(git_credentials_volume(secret))
+
+
+def runner_pod_spec(container: dict[str, Any], volumes: list[dict[str, Any]], settings: Settings,
+                    **overrides: Any) -> dict[str, Any]:
+    """The pod spec every braid runner container gets (agent pods and the merge Job alike):
+    restricted security, the result in the termination message, HOME on the writable /tmp."""
+    container = {
+        **container,
+        "imagePullPolicy": settings.image_pull_policy,
+        "env": [*container["env"], {"name": "HOME", "value": TMP}, {"name": "PYTHONUNBUFFERED", "value": "1"}],
+        "securityContext": container_security_context(),
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "File",
+    }
+    return {
+        "restartPolicy": "Never",
+        "terminationGracePeriodSeconds": settings.termination_grace_seconds,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": pod_security_context(settings),
+        **placement(settings),
+        "containers": [container],
+        "volumes": volumes,
+        **overrides,
+    }
+
+
 def agent_pod(task: AgentTask, attempt: int, settings: Settings) -> dict[str, Any]:
     spec = task.spec
     agent = spec.agent
@@ -84,10 +118,7 @@ def agent_pod(task: AgentTask, attempt: int, settings: Settings) -> dict[str, An
     ]
     mounts = [{"name": "workspace", "mountPath": WORKSPACE}, *base_mounts()]
     volumes = [workspace_volume(settings), cache_volume(settings), tmp_volume(settings)]
-    if spec.repo.credentials_secret:
-        command += ["--credentials-dir", GIT_CREDENTIALS_DIR]
-        mounts.append({"name": "git-credentials", "mountPath": GIT_CREDENTIALS_DIR, "readOnly": True})
-        volumes.append(git_credentials_volume(spec.repo.credentials_secret))
+    add_git_credentials(spec.repo.credentials_secret, command, mounts, volumes)
     if agent.api_key_secret:
         command += ["--api-key-file", f"{API_KEY_DIR}/{API_KEY_SECRET_KEY}"]
         mounts.append({"name": "api-key", "mountPath": API_KEY_DIR, "readOnly": True})
@@ -106,32 +137,16 @@ def agent_pod(task: AgentTask, attempt: int, settings: Settings) -> dict[str, An
     container = {
         "name": "agent",
         "image": agent.image or settings.runner_image,
-        "imagePullPolicy": settings.image_pull_policy,
         "command": command,
         "workingDir": WORKSPACE,
         "env": [
             {"name": "BRAID_TASK_SPEC", "value": task_json},
             {"name": "BRAID_ATTEMPT", "value": str(attempt)},
-            {"name": "HOME", "value": TMP},
-            {"name": "PYTHONUNBUFFERED", "value": "1"},
         ],
         "resources": resources(spec.resources, settings),
-        "securityContext": container_security_context(),
         "volumeMounts": mounts,
-        "terminationMessagePath": TERMINATION_LOG,
-        "terminationMessagePolicy": "File",
     }
-    pod_spec: dict[str, Any] = {
-        "restartPolicy": "Never",
-        "activeDeadlineSeconds": spec.timeout_seconds,
-        "terminationGracePeriodSeconds": settings.termination_grace_seconds,
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-        "securityContext": pod_security_context(settings),
-        **placement(settings),
-        "containers": [container],
-        "volumes": volumes,
-    }
+    pod_spec = runner_pod_spec(container, volumes, settings, activeDeadlineSeconds=spec.timeout_seconds)
     if settings.service_account:
         pod_spec["serviceAccountName"] = settings.service_account
     owner = {"apiVersion": task.api_version, "kind": task.kind, "metadata": {"name": meta.name, "uid": meta.uid}}
