@@ -24,13 +24,10 @@ ADOPT_DELAY = 1.0
 
 async def reconcile_agenttask(ctx: Context, key: Key) -> float | None:
     """Converge one AgentTask; return when to look again (None: it is gone)."""
-    try:
-        body = await ctx.kube.get(AGENTTASKS, key.namespace, key.name)
-    except NotFound:
+    body = await ctx.read_live(AGENTTASKS, key)
+    if body is None:
         return None
     meta = body["metadata"]
-    if meta.get("deletionTimestamp"):
-        return None
     try:
         task = parse_task(body)
     except ValidationError as exc:

@@ -14,9 +14,9 @@ from braid.kube import Event, event_manifest
 from braid.metrics import Metrics
 from braid.settings import Settings
 
-from .client import EVENTS, Kube
-from .errors import KubeError
-from .queue import WorkQueue
+from .client import EVENTS, Kube, Resource
+from .errors import KubeError, NotFound
+from .queue import Key, WorkQueue
 
 log = logging.getLogger("braid.controller")
 
@@ -34,6 +34,14 @@ class Context:
     instance: str
     workers: list[asyncio.Task[None]] = field(default_factory=list)
     _sequence: Any = field(default_factory=itertools.count)
+
+    async def read_live(self, resource: Resource, key: Key) -> dict[str, Any] | None:
+        """The object, or None when it is gone or being deleted (garbage collection does the rest)."""
+        try:
+            body = await self.kube.get(resource, key.namespace, key.name)
+        except NotFound:
+            return None
+        return None if body["metadata"].get("deletionTimestamp") else body
 
     def healthy(self) -> bool:
         return bool(self.workers) and not any(w.done() for w in self.workers)

@@ -33,14 +33,11 @@ log = logging.getLogger("braid.controller.parallelrun")
 
 async def reconcile_parallelrun(ctx: Context, key: Key) -> float | None:
     """Converge one ParallelRun; return when to look again (None: it is gone)."""
-    try:
-        body = await ctx.kube.get(PARALLELRUNS, key.namespace, key.name)
-    except NotFound:
-        return None
-    meta = body["metadata"]
-    if meta.get("deletionTimestamp"):
+    body = await ctx.read_live(PARALLELRUNS, key)
+    if body is None:
         # garbage collection removes the AgentTasks, their pods and the merge Job
         return None
+    meta = body["metadata"]
     now = utcnow()
     try:
         run = parse_run(body)
