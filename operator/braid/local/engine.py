@@ -135,7 +135,7 @@ class LocalRun:
         decision = decide(
             self.nodes,
             phases,
-            self.run.spec.max_parallel - len(waiting),
+            self.run.spec.max_parallel,
             budget_exhausted=exhausted(self.run.spec.budget, used),
             suspended=self.run.spec.suspend,
         )
