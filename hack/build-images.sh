@@ -17,7 +17,7 @@
 #
 # Cached per machine under ~/.cache/braid/images: the base root file system once,
 # each image keyed by a hash of its Dockerfile, the package source (pyproject.toml,
-# README.md, operator/) and the base; an unchanged key is neither rebuilt nor
+# requirements/, README.md, operator/) and the base; an unchanged key is neither rebuilt nor
 # re-imported. BRAID_IMAGES_REFRESH_BASE=1 debootstraps the base again.
 set -euo pipefail
 
@@ -155,6 +155,7 @@ make_context() {
   local ctx="$tmp/context"
   rm -rf "$ctx" && mkdir -p "$ctx"
   cp "$REPO/pyproject.toml" "$REPO/README.md" "$ctx/"
+  cp -r "$REPO/requirements" "$ctx/"
   (cd "$REPO" && find operator -type f ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path '*.egg-info/*' -print0 |
     sort -z | xargs -0 cp --parents -t "$ctx")
   echo "$ctx"

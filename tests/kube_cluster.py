@@ -105,7 +105,7 @@ def wait_for(condition: Callable[[], T], *, timeout: float, what: str, interval:
             result = condition()
             if result:
                 return result
-        except Exception as exc:  # noqa: BLE001 - reported if the deadline passes
+        except Exception as exc:
             last_error = exc
         if time.monotonic() >= deadline:
             detail = f" (last error: {last_error!r})" if last_error else ""

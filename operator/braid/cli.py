@@ -36,7 +36,7 @@ def _path(value: str | None) -> Path | None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from braid.api import InvalidSpec, load_parallelrun
-    from braid.local import InvalidRun, LocalOptions, LocalRun, render_summary
+    from braid.local import InvalidRun, LocalOptions, LocalRun, RunLocked, render_summary
 
     logging.basicConfig(level=logging.WARNING, format="braid: %(message)s", stream=sys.stderr)
     logging.getLogger("git").setLevel(logging.WARNING)
@@ -58,7 +58,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         local.preflight()
     except InvalidRun as exc:
         return _fail(str(exc))
-    status = local.execute()
+    try:
+        status = local.execute()
+    except RunLocked as exc:
+        return _fail(str(exc), EXIT_FAILED)
     print(render_summary(run, status))
     print(f"logs and worktrees: {local.state_dir}", file=sys.stderr)
     if args.status_out:
@@ -126,9 +129,9 @@ def cmd_agent_run(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from braid.api import InvalidSpec
+    from braid.api import InvalidSpec, MergeRequest
     from braid.gitops import ObjectCache, git_auth_env
-    from braid.merge import MergeRequest, run_merge
+    from braid.merge import run_merge
     from braid.runner import TERMINATION_MESSAGE_LIMIT
 
     _setup_logging(args.verbose)

@@ -60,7 +60,3 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [n.strip() for n in value.split(",") if n.strip()]
         return value
-
-    @classmethod
-    def from_env(cls) -> Settings:
-        return cls()

@@ -4,8 +4,9 @@ owners' deletion collects their dependents, and RBAC is enforced."""
 from __future__ import annotations
 
 import pytest
-from kube_cluster import Cluster, wait_for
 from kubernetes import client
+
+from kube_cluster import Cluster, wait_for
 
 pytestmark = pytest.mark.cluster
 

@@ -9,8 +9,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kube_cluster import CRDS_DIR, Cluster, crd_conditions
 from kubernetes import client
+
+from kube_cluster import CRDS_DIR, Cluster, crd_conditions
 
 pytestmark = pytest.mark.cluster
 

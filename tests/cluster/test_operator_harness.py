@@ -26,8 +26,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from braid.api import Conflict, ConflictFile, MergeStatus, Usage
-from braid.runner import TaskResult
+from braid.api import Conflict, ConflictFile, MergeStatus, TaskResult, Usage
 from kube_cluster import Cluster, wait_for
 
 GROUP, VERSION = "braid.dev", "v1alpha1"

@@ -18,8 +18,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fakes.messages_api import MessagesAPI, Recorded, Reply, reply, text, tool_use  # noqa: E402
-from localrun import Workspace, branches, git, make_origin, manifest, show  # noqa: E402
+from fakes.messages_api import MessagesAPI, Recorded, Reply, reply, text, tool_use
+from localrun import Workspace, branches, git, make_origin, manifest, show
 
 API_KEY = "sk-ant-e2e-standin-2c4e6a8b0d1f3e5a"
 MODEL = "claude-sonnet-4-6"

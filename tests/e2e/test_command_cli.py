@@ -22,8 +22,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fakes.messages_api import MessagesAPI, Recorded, Reply, reply, text, tool_use  # noqa: E402
-from localrun import Workspace, branches, git, make_origin, manifest, show  # noqa: E402
+from fakes.messages_api import MessagesAPI, Recorded, Reply, reply, text, tool_use
+from localrun import Workspace, branches, git, make_origin, manifest, show
 
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "sk-ant-cli-standin-9d8c7b6a5f4e3d2c"

@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from localrun import Workspace, branches, git, make_origin, manifest, script_task, show  # noqa: E402
+from localrun import Workspace, branches, git, make_origin, manifest, script_task, show
 
 README = "# app\n\nTBD\n"
 

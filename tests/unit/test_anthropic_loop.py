@@ -17,14 +17,13 @@ from braid.agents import AgentContext, AgentError, get_agent
 from braid.agents.anthropic import AnthropicAgent
 from braid.agents.anthropic.prompt import SYSTEM_PROMPT
 from braid.api import AgentSpec, Budget
-
 from gitrepos import GitRepo, make_repo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fakes import conftest_plugin  # noqa: E402
-from fakes.conftest_plugin import FAKE_API_KEY  # noqa: E402
-from fakes.messages_api import (  # noqa: E402
+from fakes import conftest_plugin
+from fakes.conftest_plugin import FAKE_API_KEY
+from fakes.messages_api import (
     MessagesAPI,
     Recorded,
     error,
@@ -124,14 +123,31 @@ def test_defaults_come_from_the_agent_spec(api: MessagesAPI, repo: GitRepo) -> N
     assert body["model"] == AgentSpec().effective_model and body["max_tokens"] == 8192
 
 
-def test_model_deprecation_warnings_reach_the_task_log(api: MessagesAPI, repo: GitRepo,
-                                                       caplog: pytest.LogCaptureFixture) -> None:
+def test_sdk_warnings_reach_the_task_log_once(api: MessagesAPI, repo: GitRepo, caplog: pytest.LogCaptureFixture,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK warns (e.g. of a deprecated model) through `warnings`, which nobody sees in a pod.
+
+    Which models the installed SDK calls deprecated changes from release to release, so
+    the SDK's own `stream` is wrapped to warn on every request; the real request still goes out.
+    """
+    import warnings
+
+    from anthropic.resources.messages import Messages
+
+    real_stream = Messages.stream
+
+    def warning_stream(self, *args, **kwargs):
+        warnings.warn(f"The model '{kwargs['model']}' is deprecated\n and will reach end-of-life soon.",
+                      DeprecationWarning, stacklevel=2)
+        return real_stream(self, *args, **kwargs)
+
+    monkeypatch.setattr(Messages, "stream", warning_stream)
     api.queue(reply(tool_use("list_files", {})), reply(text("done")))
     with caplog.at_level(logging.WARNING, logger="braid.agent"):
-        assert run(context(repo, model="claude-3-opus-20240229", pricing={
-            "claude-3-opus-20240229": {"input": 15, "output": 75}})).ok
+        assert run(context(repo)).ok
+    assert len(api.message_requests) == 2
     warned = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
-    assert len(warned) == 1 and "claude-3-opus-20240229" in warned[0]
+    assert warned == [f"The model '{MODEL}' is deprecated and will reach end-of-life soon."]
 
 
 # -- caching and usage ---------------------------------------------------------------------------

@@ -10,7 +10,6 @@ import pytest
 
 from braid.agents.anthropic import shell
 from braid.agents.anthropic.tools import DEFINITIONS, TOOL_NAMES, Toolbox
-
 from gitrepos import make_repo
 
 

@@ -13,9 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gitrepos import GIT_ENV, GitRepo, make_repo, pack_files  # noqa: E402
-
-from braid.gitops import (  # noqa: E402
+from braid.gitops import (
     BranchMoved,
     DependencyConflict,
     MissingRef,
@@ -31,6 +29,7 @@ from braid.gitops import (  # noqa: E402
     push_branch,
     resolve_base,
 )
+from gitrepos import GIT_ENV, GitRepo, make_repo, pack_files
 
 RUN = "r1"
 

@@ -21,10 +21,10 @@ from braid.kube import (
     event_manifest,
     merge_job,
     merge_report_configmap,
-    merge_request,
     owned_by,
 )
 from braid.kube.quantity import at_least, parse_quantity
+from braid.plan import merge_request
 from braid.settings import Settings
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -172,7 +172,7 @@ def test_resources_default_from_settings_and_a_limit_never_undercuts_a_request(
 
 
 def test_merge_job_and_report_configmap(run: ParallelRun, settings: Settings) -> None:
-    request = merge_request(run, ["schema"])
+    request = merge_request(run, {"schema"})
     assert [t.name for t in request.tasks] == ["schema"]
     assert request.not_merged == ["api"]
     job = merge_job(run, request, settings)
@@ -187,7 +187,7 @@ def test_merge_job_and_report_configmap(run: ParallelRun, settings: Settings) ->
 
 def test_merge_job_gets_a_token_only_with_a_report_service_account(run: ParallelRun, settings: Settings) -> None:
     settings = settings.model_copy(update={"merge_service_account": "braid-merge"})
-    spec = merge_job(run, merge_request(run, ["schema", "api"]), settings)["spec"]["template"]["spec"]
+    spec = merge_job(run, merge_request(run, {"schema", "api"}), settings)["spec"]["template"]["spec"]
     assert spec["serviceAccountName"] == "braid-merge"
     assert spec["automountServiceAccountToken"] is True
 

@@ -11,11 +11,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gitrepos import GIT_ENV, GitRepo, make_repo  # noqa: E402
-
-from braid.api import RepoSpec  # noqa: E402
-from braid.gitops import ObjectCache, Repo  # noqa: E402
-from braid.merge import (  # noqa: E402
+from braid.api import RepoSpec
+from braid.gitops import ObjectCache, Repo
+from braid.merge import (
     MergeRequest,
     MergeTask,
     integrate,
@@ -24,6 +22,7 @@ from braid.merge import (  # noqa: E402
     parse_merge_tree,
     run_merge,
 )
+from gitrepos import GIT_ENV, GitRepo, make_repo
 
 RUN = "r1"
 LINES = "".join(f"line {i}\n" for i in range(30))  # long enough for rename detection

@@ -230,7 +230,7 @@ def test_whole_run_simulated():
     order: list[list[str]] = []
     while True:
         decision = decide(nodes, phases, max_parallel=2)
-        for name, skip in decision.skip.items():
+        for name, _skip in decision.skip.items():
             phases[name] = "Skipped"
         if decision.all_ended:
             break

@@ -12,10 +12,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gitrepos import GitRepo, make_repo  # noqa: E402
-
-from braid.api import AgentSpec, AgentTaskSpec, RepoSpec, ScriptSpec, ScriptStep, Usage  # noqa: E402
-from braid.runner import TERMINATION_MESSAGE_LIMIT, RunnerPaths, TaskResult, run_task  # noqa: E402
+from braid.api import AgentSpec, AgentTaskSpec, RepoSpec, ScriptSpec, ScriptStep, Usage
+from braid.runner import TERMINATION_MESSAGE_LIMIT, RunnerPaths, TaskResult, run_task
+from gitrepos import GitRepo, make_repo
 
 RUN = "r1"
 
@@ -56,7 +55,7 @@ def test_run_task_commits_and_pushes_the_task_branch(tmp_path, origin):
     result = run_task(s, paths(tmp_path))
     assert result.phase == "Succeeded", result.message
     assert result.run == RUN and result.task == "schema" and result.branch == tb("schema")
-    assert result.reason is None and not result.resumed
+    assert result.reason is None
     assert result.commit == origin.rev(tb("schema"))
     assert sorted(result.changed_files) == ["README.md", "db/schema.sql"]
     message = origin.message(tb("schema"))
@@ -114,7 +113,6 @@ def test_retry_resumes_from_the_pushed_work(tmp_path, origin):
     ])
     second = run_task(retry, paths(tmp_path, "attempt2"))
     assert second.phase == "Succeeded", second.message
-    assert second.resumed
     assert origin.parents(second.commit) == [first.commit]
     assert second.changed_files == ["api/rest.py"]
 
@@ -239,3 +237,33 @@ def test_compact_json_keeps_small_results_whole():
                         message="fine")
     data = json.loads(result.compact_json())
     assert data["changedFiles"] == ["a", "b"] and data["message"] == "fine"
+
+
+def test_a_working_copy_with_unpushed_work_is_set_aside_not_deleted(tmp_path, origin):
+    """An attempt killed before its push leaves work only in its working copy; the next keeps it."""
+    ws = paths(tmp_path, "api")
+    done = run_task(spec(origin, "api", [{"op": "write", "path": "api/a.py", "content": "a\n"}]), ws)
+    assert done.phase == "Succeeded"
+    # the next attempt in the same place: a pushed working copy is simply replaced
+    again = run_task(spec(origin, "api", [{"op": "require", "path": "api/a.py"}]), ws)
+    assert again.phase == "Succeeded"
+    assert not list(ws.workdir.parent.glob("api.unpushed-*"))
+
+    # an agent wrote, then its runner was killed (SIGKILL: no commit, no push, no marker)
+    (ws.workdir.parent / ".api.pushed").unlink()
+    (ws.workdir / "api" / "unsaved.py").write_text("only here\n")
+    third = run_task(spec(origin, "api", [{"op": "write", "path": "api/b.py", "content": "b\n"}]), ws)
+    assert third.phase == "Succeeded"
+    kept = list(ws.workdir.parent.glob("api.unpushed-*"))
+    assert len(kept) == 1 and (kept[0] / "api" / "unsaved.py").read_text() == "only here\n"
+    assert not (ws.workdir / "api" / "unsaved.py").exists()
+
+
+def test_a_failed_fetch_does_not_mark_an_old_working_copy_as_pushed(tmp_path, origin):
+    ws = paths(tmp_path, "api")
+    ws.workdir.mkdir(parents=True)
+    (ws.workdir / "unsaved.py").write_text("only here\n")
+    gone = spec(origin, "api", [])
+    gone.repo.url = str(tmp_path / "no-such-repo")
+    assert run_task(gone, ws).reason == "RepositoryUnreachable"
+    assert (ws.workdir / "unsaved.py").exists() and not (ws.workdir.parent / ".api.pushed").exists()

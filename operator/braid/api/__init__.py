@@ -1,8 +1,9 @@
 """Pydantic models of the braid.dev/v1alpha1 API: the one source of the CRD schemas."""
 
-from .agenttask import AgentTask, AgentTaskSpec, AgentTaskStatus
+from .agenttask import AgentTask, AgentTaskSpec, AgentTaskStatus, SkipRequest
 from .common import API_VERSION, GROUP, VERSION, default_integration_branch, ref_name_problem, task_branch
 from .errors import InvalidSpec, format_validation_error, load_parallelrun
+from .merge import MergeRequest, MergeTask
 from .parallelrun import (
     AgentSpec,
     Budget,
@@ -16,6 +17,7 @@ from .parallelrun import (
     ScriptStep,
     TaskSpec,
 )
+from .result import TERMINATION_MESSAGE_LIMIT, TaskResult
 from .status import (
     ENDED_TASK_PHASES,
     Conflict,
@@ -28,9 +30,10 @@ from .status import (
 )
 
 __all__ = [
-    "API_VERSION", "GROUP", "VERSION", "AgentSpec", "AgentTask", "AgentTaskSpec", "AgentTaskStatus", "Budget",
-    "Conflict", "ConflictFile", "Counts", "ENDED_TASK_PHASES", "InvalidSpec", "MergeSpec", "MergeStatus",
-    "ParallelRun", "ParallelRunSpec", "ParallelRunStatus", "Pricing", "RepoSpec", "RetryPolicy", "ScriptSpec",
-    "ScriptStep", "TaskSpec", "TaskStatus", "Usage", "default_integration_branch", "format_validation_error",
+    "API_VERSION", "AgentSpec", "AgentTask", "AgentTaskSpec", "AgentTaskStatus", "Budget", "Conflict",
+    "ConflictFile", "Counts", "ENDED_TASK_PHASES", "GROUP", "InvalidSpec", "MergeRequest", "MergeSpec",
+    "MergeStatus", "MergeTask", "ParallelRun", "ParallelRunSpec", "ParallelRunStatus", "Pricing", "RepoSpec",
+    "RetryPolicy", "ScriptSpec", "ScriptStep", "SkipRequest", "TERMINATION_MESSAGE_LIMIT", "TaskResult",
+    "TaskSpec", "TaskStatus", "Usage", "VERSION", "default_integration_branch", "format_validation_error",
     "load_parallelrun", "ref_name_problem", "task_branch",
 ]

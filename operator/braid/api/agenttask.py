@@ -11,6 +11,13 @@ from .parallelrun import AgentSpec, Budget, ObjectMeta, RepoSpec, ResourceRequir
 from .status import Condition, TaskStatus
 
 
+class SkipRequest(Model):
+    """The ParallelRun's decision that a task will never run."""
+
+    reason: str = Field(max_length=128)
+    message: str = Field(max_length=1024)
+
+
 class AgentTaskSpec(Model):
     run: str = Field(min_length=1, max_length=63, description="Name of the owning ParallelRun.")
     task: TaskName
@@ -31,6 +38,9 @@ class AgentTaskSpec(Model):
         False,
         description="While true no pod runs. The ParallelRun clears it when the task's dependencies have "
         "succeeded and a slot and budget are free, and sets it again while the run is suspended.",
+    )
+    skip: SkipRequest | None = Field(
+        None, description="Set by the ParallelRun when the task can never run; the task then ends Skipped."
     )
 
 

@@ -16,7 +16,6 @@ API_VERSION = f"{GROUP}/{VERSION}"
 # Kubernetes object names (<run>-<task>-<attempt>), so they follow the stricter
 # of the two grammars: a DNS-1123 label.
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-NAME_RE = re.compile(NAME_PATTERN)
 TASK_NAME_MAX = 40
 RUN_NAME_MAX = 40
 
@@ -52,7 +51,7 @@ def ref_name_problem(name: str) -> str | None:
         return "must not begin or end with '/' or contain '//'"
     if ".." in name:
         return "must not contain '..'"
-    if name.endswith(".") or name.endswith(".lock"):
+    if name.endswith((".", ".lock")):
         return "must not end with '.' or '.lock'"
     if any(part.startswith(".") or part.endswith(".lock") for part in name.split("/")):
         return "no path component may begin with '.' or end with '.lock'"

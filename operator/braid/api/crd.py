@@ -9,7 +9,6 @@ the status subresource and printer columns.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -169,13 +168,3 @@ def render_all() -> dict[str, str]:
         text += yaml.safe_dump(crd, sort_keys=False, width=120)
         out[f"{crd['metadata']['name']}.yaml"] = text
     return out
-
-
-def write_all(directory: Path) -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, text in render_all().items():
-        path = directory / name
-        path.write_text(text)
-        written.append(path)
-    return written

@@ -8,11 +8,11 @@ import logging
 from pydantic import ValidationError
 
 from braid.kube import agent_pod, labels, owned_by
+from braid.plan.clock import parse
 
 from .client import AGENTTASKS, PODS
 from .context import Context, utcnow
 from .decide import PodView, TaskPolicy, decide_task
-from .decide.clock import parse
 from .errors import AlreadyExists, NotFound
 from .parsing import parse_task
 from .queue import Key
@@ -41,7 +41,8 @@ async def reconcile_agenttask(ctx: Context, key: Key) -> float | None:
 
     if plan.create_attempt is not None:
         try:
-            await ctx.kube.create(agent_pod(task, plan.create_attempt, ctx.settings))
+            attempt = task.model_copy(update={"spec": spec.model_copy(update={"budget": plan.attempt_budget})})
+            await ctx.kube.create(agent_pod(attempt, plan.create_attempt, ctx.settings))
         except AlreadyExists:
             return ADOPT_DELAY
     for name in plan.delete_pods:

@@ -49,10 +49,10 @@ async def reconcile_parallelrun(ctx: Context, key: Key) -> float | None:
         ctx.metrics.run_phase(meta["uid"], key.namespace, plan.status.phase)
         return None if plan.status.phase == "Failed" else ctx.settings.resync_seconds
 
-    raw_children, tasks, strays = await _children(ctx, run, meta["uid"])
+    tasks, strays = await _children(ctx, run, meta["uid"])
     merge = await _observe_merge(ctx, run)
     plan = decide_run(RunObservation(run=run, tasks=tasks, strays=strays, merge=merge), ctx.settings, now)
-    await _apply(ctx, key, plan, raw_children)
+    await _apply(ctx, key, plan)
     await _write_status(ctx, body, plan)
     await ctx.post_events(body, plan.events)
 
@@ -64,13 +64,10 @@ async def reconcile_parallelrun(ctx: Context, key: Key) -> float | None:
     return ctx.settings.resync_seconds
 
 
-async def _children(
-    ctx: Context, run: ParallelRun, uid: str
-) -> tuple[dict[str, dict[str, Any]], dict[str, AgentTask], list[str]]:
+async def _children(ctx: Context, run: ParallelRun, uid: str) -> tuple[dict[str, AgentTask], list[str]]:
     namespace = run.metadata.namespace or ""
     items = await ctx.kube.list(AGENTTASKS, namespace, labels.run_selector(run.name, labels.TASK_COMPONENT))
     wanted = {t.name for t in run.spec.tasks}
-    raw: dict[str, dict[str, Any]] = {}
     tasks: dict[str, AgentTask] = {}
     strays: list[str] = []
     for item in items:
@@ -82,12 +79,11 @@ async def _children(
         except ValidationError as exc:
             log.warning("AgentTask %s/%s is not valid, ignoring it: %s", namespace, name, exc.errors()[0].get("msg"))
             continue
-        raw[name] = item
         if child.spec.task in wanted:
             tasks[child.spec.task] = child
         else:
             strays.append(name)
-    return raw, tasks, sorted(strays)
+    return tasks, sorted(strays)
 
 
 async def _observe_merge(ctx: Context, run: ParallelRun) -> MergeView:
@@ -137,22 +133,20 @@ async def _merge_report(ctx: Context, namespace: str, run: str, pods: list[dict[
     return None
 
 
-async def _apply(ctx: Context, key: Key, plan: RunPlan, raw_children: dict[str, dict[str, Any]]) -> None:
+async def _apply(ctx: Context, key: Key, plan: RunPlan) -> None:
     for manifest in plan.create:
         try:
             await ctx.kube.create(manifest)
         except AlreadyExists:
-            await _check_name_owner(ctx, key, plan, manifest)
+            if manifest["kind"] == "AgentTask":
+                await _check_name_owner(ctx, key, plan, manifest)
     patches = [(name, patch) for name, patch in plan.admit.items()]
     patches += [(name, {"spec": {"suspend": True}}) for name in plan.suspend]
     patches += [(name, {"spec": spec}) for name, spec in plan.respec.items()]
+    patches += list(plan.skip.items())
     for name, patch in patches:
         with contextlib.suppress(NotFound):
             await ctx.kube.patch(AGENTTASKS, key.namespace, name, patch)
-    for name, status in plan.skip.items():
-        child = raw_children[name]
-        child["status"] = status.wire()
-        await ctx.kube.replace_status(AGENTTASKS, child)
     for name in plan.delete:
         with contextlib.suppress(NotFound):
             await ctx.kube.delete(AGENTTASKS, key.namespace, name)

@@ -10,6 +10,7 @@ from .workspace import (
     Prepared,
     changed_files,
     commit_all,
+    mark_pushed,
     open_workspace,
     prepare_branch,
     push_branch,
@@ -19,5 +20,5 @@ from .workspace import (
 __all__ = [
     "BranchMoved", "DependencyConflict", "GitError", "MissingRef", "ObjectCache", "Prepared", "Repo",
     "RepositoryUnreachable", "changed_files", "commit_all", "default_cache_root", "git_auth_env", "normalize_url",
-    "open_workspace", "prepare_branch", "push_branch", "resolve_base",
+    "mark_pushed", "open_workspace", "prepare_branch", "push_branch", "resolve_base",
 ]

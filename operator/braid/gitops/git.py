@@ -25,7 +25,6 @@ _BASE_ENV = {
 
 class GitError(RuntimeError):
     def __init__(self, args: list[str], status: int, stderr: str):
-        self.git_args = args
         self.status = status
         self.stderr = stderr.strip()
         super().__init__(f"git {args[0] if args else ''} failed ({status}): {self.stderr[-600:]}")
@@ -77,7 +76,7 @@ class Repo:
 def _stdin_file(text: str):
     import tempfile
 
-    fh = tempfile.TemporaryFile()
+    fh = tempfile.TemporaryFile()  # noqa: SIM115 - the caller owns and closes it
     fh.write(text.encode())
     fh.seek(0)
     return fh

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .git import GitError, Repo
+
+log = logging.getLogger(__name__)
 
 
 class DependencyConflict(RuntimeError):
@@ -31,14 +35,45 @@ class Prepared:
     merged_dependencies: list[str] = field(default_factory=list)
 
 
+def _pushed_marker(workdir: Path) -> Path:
+    return workdir.parent / f".{workdir.name}.pushed"
+
+
+def mark_pushed(workdir: Path) -> None:
+    """Nothing in `workdir` needs keeping: its work is pushed (or no agent ever ran in it)."""
+    _pushed_marker(workdir).touch()
+
+
+def clear_workdir(workdir: Path) -> Path | None:
+    """Make room for a fresh working copy at `workdir`, never losing work that was not pushed.
+
+    A working copy whose work was pushed is deleted; any other (its attempt was killed
+    before it pushed) is moved aside to `<name>.unpushed-<time>`, which is returned.
+    """
+    marker = _pushed_marker(workdir)
+    kept = None
+    if workdir.exists():
+        if marker.exists():
+            shutil.rmtree(workdir)
+        else:
+            kept = workdir.with_name(f"{workdir.name}.unpushed-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}")
+            n = 1
+            while kept.exists():
+                kept, n = kept.with_name(f"{kept.name.split('~')[0]}~{n}"), n + 1
+            workdir.rename(kept)
+            log.warning("%s holds work that was not pushed: kept as %s", workdir, kept)
+    marker.unlink(missing_ok=True)
+    return kept
+
+
 def open_workspace(workdir: Path, cache: Repo, url: str, env: Mapping[str, str] | None = None) -> Repo:
     """A fresh working copy at `workdir` sharing `cache`'s objects, with origin pointing at `url`.
 
     Nothing is copied: objects come through git's alternates mechanism, and the
-    remote-tracking branches are read from the cache with a local fetch.
+    remote-tracking branches are read from the cache with a local fetch. What was at
+    `workdir` before goes as `clear_workdir` says.
     """
-    if workdir.exists():
-        shutil.rmtree(workdir)
+    clear_workdir(workdir)
     workdir.mkdir(parents=True)
     repo = Repo(workdir, env)
     repo.run("init", "--quiet")

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from braid.api import ParallelRun
-from braid.merge import MergeRequest, MergeTask
+from braid.api import MergeRequest, ParallelRun
 from braid.settings import Settings
 
 from . import labels
@@ -28,23 +27,6 @@ CONTAINER = "merge"
 REPORT_KEY = "report.json"
 # `braid merge` exits 2 when its request is invalid: retrying cannot help
 EXIT_INVALID = 2
-
-
-def merge_request(run: ParallelRun, succeeded: list[str]) -> MergeRequest:
-    """Merge the succeeded tasks (spec order; `braid merge` sorts them topologically); report the rest."""
-    done = set(succeeded)
-    return MergeRequest(
-        run=run.name,
-        repo=run.spec.repo,
-        integration_branch=run.integration_branch,
-        on_conflict=run.spec.merge.on_conflict,
-        tasks=[
-            MergeTask(name=t.name, branch=run.branch_of(t.name), depends_on=t.depends_on)
-            for t in run.spec.tasks
-            if t.name in done
-        ],
-        not_merged=[t.name for t in run.spec.tasks if t.name not in done],
-    )
 
 
 def merge_job(run: ParallelRun, request: MergeRequest, settings: Settings) -> dict[str, Any]:

@@ -1,43 +1,73 @@
-"""A ParallelRun on one machine: `braid agent-run` subprocesses under maxParallel, then the merge."""
+"""A ParallelRun on one machine: `braid agent-run` subprocesses under maxParallel, then the merge.
+
+Every decision is braid.plan's, as on the cluster: plan.step says what starts, what is
+skipped, what retries when, when to merge and what the run's status is; plan.attempt says
+what an ended attempt means. This module only turns those decisions into processes and
+files, and handles what only a local run has: signals, a state directory, re-runs.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from braid.api import AgentTaskSpec, MergeStatus, ParallelRun, ParallelRunStatus, TaskStatus, Usage
-from braid.gitops import ObjectCache, Repo, RepositoryUnreachable, default_cache_root, git_auth_env, normalize_url
-from braid.merge import MergeRequest, MergeTask, run_merge
-from braid.plan import RETRYABLE, Spend, decide, exhausted, nodes_of, spent, task_share, validate
-from braid.runner import TaskResult
+from pydantic import ValidationError
 
+from braid.api import AgentTaskStatus, Budget, MergeStatus, ParallelRun, ParallelRunStatus, TaskResult
+from braid.gitops import ObjectCache, Repo, RepositoryUnreachable, default_cache_root, git_auth_env, normalize_url
+from braid.merge import run_merge
+from braid.plan import (
+    AttemptEnd,
+    Event,
+    PlanError,
+    Step,
+    TaskPolicy,
+    TaskView,
+    add_usage,
+    attempt_ended,
+    end_without_attempt,
+    nodes_of,
+    start_attempt,
+    step,
+    task_conditions,
+    task_spec,
+    topological_order,
+    validate,
+)
+
+from .children import forget, spawn, stop_leftovers
+from .lock import state_lock
 from .progress import Progress
 
 log = logging.getLogger("braid.local")
 
-KILL_GRACE_SECONDS = 30.0
+# a file read from disk is the spec's first generation, as the API server would number it
+GENERATION = 1
+# the task table and the per-task lines already show these
+TASK_TABLE_EVENTS = frozenset({"TaskStarted", "TaskSucceeded", "TaskFailed", "TaskSkipped", "TaskCancelled"})
 
 
-def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 @dataclass
 class Child:
     task: str
-    proc: subprocess.Popen[bytes]
+    attempt: int
+    proc: object
+    """The subprocess.Popen of `braid agent-run`."""
     started: float
     result_path: Path
-    share: Spend
     deadline: float
     terminated: bool = False
 
@@ -51,6 +81,7 @@ class LocalOptions:
     progress: bool | None = None
     """None: live display on a terminal, plain lines otherwise."""
     poll_seconds: float = 0.1
+    policy: TaskPolicy = field(default_factory=TaskPolicy)
 
 
 @dataclass
@@ -61,45 +92,65 @@ class LocalRun:
     def __post_init__(self) -> None:
         self.url = normalize_url(self.run.spec.repo.url)
         self.nodes = nodes_of(self.run.spec.tasks)
-        self.cache_root = self.options.cache_dir or default_cache_root()
+        self.cache_root = (self.options.cache_dir or default_cache_root()).absolute()
         key = hashlib.sha256(self.url.encode()).hexdigest()[:10]
-        self.state_dir = self.options.state_dir or (self.cache_root.parent / "runs" / f"{self.run.name}-{key}")
-        self.status = ParallelRunStatus()
+        state_dir = self.options.state_dir or (self.cache_root.parent / "runs" / f"{self.run.name}-{key}")
+        # agents run elsewhere than the caller: every path they are given is absolute
+        self.state_dir = state_dir.absolute()
+        self.run = self.run.model_copy(deep=True)
+        self.run.metadata.generation = self.run.metadata.generation or GENERATION
+        self.run.status = ParallelRunStatus()
+        self.tasks: dict[str, AgentTaskStatus] = {}
+        self.shares: dict[str, Budget | None] = {}
+        self.admitted: set[str] = set()
         self.children: dict[str, Child] = {}
-        self.not_before: dict[str, float] = {}
+        self.merge: MergeStatus | None = None
         self.cancelled = False
-        self.progress = Progress(self.run, self.status, live=False)
+        self.progress = Progress(self.run, live=False)
+
+    @property
+    def status(self) -> ParallelRunStatus:
+        return self.run.status or ParallelRunStatus()
 
     # -- checks before anything is created -------------------------------------------------
 
     def preflight(self) -> None:
         """Everything that can be known wrong before a file is written. Raises InvalidRun."""
-        from braid.plan import PlanError
-
         try:
             validate(self.nodes)
         except PlanError as exc:
             raise InvalidRun(str(exc)) from None
+        given = self.run.spec.repo.url
+        local_path = Path(self.url[len("file://"):]) if self.url.startswith("file://") else None
+        if local_path is not None and not (local_path / "HEAD").is_file() and not (local_path / ".git").exists():
+            what = "does not exist" if not local_path.exists() else "is not a git repository"
+            raise InvalidRun(f"repo.url: {given!r}: {local_path} {what}")
         probe = Repo(Path.cwd())
-        code, out, err = probe.run("ls-remote", "--heads", "--tags", self.url, check=False)
+        code, out, err = probe.run("ls-remote", "--heads", "--tags", "--", self.url, check=False)
         if code != 0:
-            detail = (err.strip().splitlines() or ["not a git repository"])[-1]
-            raise InvalidRun(f"repo.url: cannot read repository {self.run.spec.repo.url!r}: {detail}")
+            detail = (err.strip().splitlines() or ["git ls-remote failed"])[-1]
+            raise InvalidRun(f"repo.url: cannot read repository {given!r}: {detail}")
         refs = {line.split("\t", 1)[1] for line in out.splitlines() if "\t" in line}
         base = self.run.spec.repo.base_ref
         if f"refs/heads/{base}" not in refs and f"refs/tags/{base}" not in refs and not _looks_like_sha(base):
-            raise InvalidRun(f"repo.baseRef: {base!r} is not a branch or tag of {self.run.spec.repo.url}")
+            raise InvalidRun(f"repo.baseRef: {base!r} is not a branch or tag of {given}")
 
     # -- the run ------------------------------------------------------------------------------
 
     def execute(self) -> ParallelRunStatus:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        (self.state_dir / "tasks").mkdir(exist_ok=True)
-        self._resume()
-        self.status.phase = "Running"
-        self.status.started_at = self.status.started_at or now()
-        self._save()
-        progress = self.progress = Progress(self.run, self.status, live=self.options.progress)
+        """Run to the end. Raises RunLocked when another `braid run` uses the same state directory."""
+        with state_lock(self.state_dir):
+            stopped = stop_leftovers(self._registry(), self.options.policy.deadline_grace_seconds)
+            if stopped:
+                log.warning("stopped agents left running by an earlier run: %s", ", ".join(stopped))
+            (self.state_dir / "tasks").mkdir(parents=True, exist_ok=True)
+            self._resume()
+            self._loop()
+            self._save()
+        return self.status
+
+    def _loop(self) -> None:
+        progress = self.progress = Progress(self.run, live=self.options.progress)
         previous = signal.signal(signal.SIGINT, self._on_interrupt)
         previous_term = signal.signal(signal.SIGTERM, self._on_interrupt)
         try:
@@ -107,78 +158,65 @@ class LocalRun:
             while True:
                 self._reap()
                 if self.cancelled:
-                    self._cancel_all(progress)
+                    self._cancel_all()
+                decided = self._step()
+                if decided.merge is not None:
+                    self.merge = run_merge(decided.merge.model_copy(update={"repo": self._repo()}),
+                                           ObjectCache(self.cache_root), self._auth_env())
+                    continue
+                if decided.closed or decided.finished:
                     break
-                if self._schedule(progress):
+                if self.status.phase == "Suspended" and not self.children:
+                    progress.message(self.status.message or "suspended")
                     break
                 progress.tick({t: c.started for t, c in self.children.items()})
                 time.sleep(self.options.poll_seconds)
-            progress.stop()
         finally:
+            progress.stop()
             signal.signal(signal.SIGINT, previous)
             signal.signal(signal.SIGTERM, previous_term)
-        if not self.cancelled:
-            self._merge(progress)
-        self._finish()
-        return self.status
 
     def _on_interrupt(self, signum: int, _frame: object) -> None:
         self.cancelled = True
 
-    def _schedule(self, progress: Progress) -> bool:
-        """Start what may start; return True when every task has ended."""
-        phases = {name: t.phase for name, t in self.status.tasks.items()}
-        waiting = {n for n, at in self.not_before.items() if at > time.monotonic()}
-        for n in waiting:
-            phases[n] = "Running"  # backing off: holds its slot's place but is not started
-        used = self._spent()
-        decision = decide(
-            self.nodes,
-            phases,
-            self.run.spec.max_parallel,
-            budget_exhausted=exhausted(self.run.spec.budget, used),
-            suspended=self.run.spec.suspend,
-        )
-        for name, skip in decision.skip.items():
-            self._set(name, phase="Skipped", reason=skip.reason, message=skip.message, finished_at=now())
-            progress.event(name, "Skipped", skip.message)
-        for name in decision.start:
-            self._start(name, used, progress)
-            used = self._spent()
-        if decision.skip or decision.start:
-            self._save()
-        return decision.all_ended and not self.children and not waiting
+    def _step(self) -> Step:
+        """Ask plan.step, then do what it decided: skip, start, retry."""
+        now = utcnow()
+        decided = step(self.run, self._views(), self.merge, now, cancelled=self.cancelled)
+        for name, skip in decided.skip.items():
+            end_without_attempt(self.tasks[name], "Skipped", skip.reason, skip.message, now)
+            self._conditions(name, now)
+        for start in decided.start:
+            self.admitted.add(start.task)
+            self.shares[start.task] = start.budget
+            self._spawn(start.task, start.budget, now)
+        for retry in decided.retry:
+            if retry.task not in self.children and retry.at <= now:
+                self._spawn(retry.task, retry.budget, now)
+        for event in decided.events:
+            self._show(event)
+        self.run.status = decided.status
+        if decided.skip or decided.start or decided.retry:
+            # what was just started or skipped shows in the status at once
+            self.run.status = step(self.run, self._views(), self.merge, now, cancelled=self.cancelled).status
+        self._save()
+        return decided
 
-    def _spent(self) -> Spend:
-        ended = [t.usage for t in self.status.tasks.values() if t.usage and t.phase != "Running"]
-        return spent(ended)
+    def _views(self) -> dict[str, TaskView]:
+        return {name: TaskView(status=state, admitted=name in self.admitted, share=self.shares.get(name))
+                for name, state in self.tasks.items()}
 
-    def _reserved(self) -> Spend:
-        return Spend(sum(c.share.cost_usd for c in self.children.values()),
-                     sum(c.share.tokens for c in self.children.values()))
+    def _show(self, event: Event) -> None:
+        if event.reason not in TASK_TABLE_EVENTS:
+            self.progress.message(event.message)
 
-    def _start(self, name: str, used: Spend, progress: Progress) -> None:
-        task = self.run.spec.task(name)
-        unstarted = sum(1 for t in self.status.tasks.values() if t.phase == "Pending")
-        share = task_share(self.run.spec.budget, used, self._reserved(), unstarted)
-        spec = AgentTaskSpec(
-            run=self.run.name,
-            task=name,
-            prompt=task.prompt,
-            depends_on=task.depends_on,
-            paths=task.paths,
-            repo=self.run.spec.repo.model_copy(update={"url": self.url}),
-            branch=self.run.branch_of(name),
-            dependency_branches=[self.run.branch_of(d) for d in task.depends_on],
-            agent=self.run.spec.agent_for(task),
-            resources=self.run.spec.resources,
-            timeout_seconds=self.run.spec.task_timeout_seconds,
-            retry=self.run.spec.retry,
-            budget=share,
-        )
+    def _spawn(self, name: str, budget: Budget | None, now: datetime) -> None:
+        state = self.tasks[name]
+        attempt = state.attempts + 1
+        spec = task_spec(self.run, self.run.spec.task(name)).model_copy(
+            update={"repo": self._repo(), "budget": budget, "suspend": False})
         task_dir = self.state_dir / "tasks" / name
         task_dir.mkdir(parents=True, exist_ok=True)
-        attempt = self.status.tasks[name].attempts + 1
         spec_path = task_dir / "spec.json"
         spec_path.write_text(json.dumps(spec.wire(), indent=2))
         result_path = task_dir / f"result-{attempt}.json"
@@ -191,154 +229,139 @@ class LocalRun:
             "--result", str(result_path),
         ]
         if self.options.credentials_dir:
-            argv += ["--credentials-dir", str(self.options.credentials_dir)]
+            argv += ["--credentials-dir", str(self.options.credentials_dir.absolute())]
         if self.options.api_key_file:
-            argv += ["--api-key-file", str(self.options.api_key_file)]
-        logfile = open(task_dir / f"attempt-{attempt}.log", "wb")  # noqa: SIM115 - owned by the child
+            argv += ["--api-key-file", str(self.options.api_key_file.absolute())]
         env = {**os.environ, "BRAID_ATTEMPT": str(attempt), "PYTHONUNBUFFERED": "1"}
-        # its own session: Ctrl-C reaches only us, and we stop children in order
-        proc = subprocess.Popen(argv, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=True)
-        logfile.close()
-        share_spend = Spend(share.max_cost_usd or 0.0, share.max_tokens or 0) if share else Spend()
-        self.children[name] = Child(name, proc, time.monotonic(), result_path, share_spend,
-                                    time.monotonic() + spec.timeout_seconds + KILL_GRACE_SECONDS)
-        self.not_before.pop(name, None)
-        self._set(name, phase="Running", attempts=attempt, branch=spec.branch, started_at=now(),
-                  reason=None, message=None, finished_at=None)
-        progress.event(name, "Running", f"attempt {attempt}" if attempt > 1 else "")
+        proc = spawn(argv, env=env, log_path=task_dir / f"attempt-{attempt}.log", registry=self._registry(),
+                     task=name)
+        grace = self.options.policy.deadline_grace_seconds
+        self.children[name] = Child(name, attempt, proc, time.monotonic(), result_path,
+                                    time.monotonic() + spec.timeout_seconds + grace)
+        start_attempt(state, attempt, now)
+        self._conditions(name, now)
+        self.progress.event(name, "Running", f"attempt {attempt}" if attempt > 1 else "")
 
     def _reap(self) -> None:
         for name, child in list(self.children.items()):
-            if child.proc.poll() is None:
+            proc = child.proc
+            if proc.poll() is None:  # type: ignore[attr-defined]
                 if time.monotonic() > child.deadline and not child.terminated:
-                    os.killpg(child.proc.pid, signal.SIGKILL)
+                    os.killpg(proc.pid, signal.SIGKILL)  # type: ignore[attr-defined]
                     child.terminated = True
                 continue
             del self.children[name]
-            self._record(name, child)
-        self._save()
+            forget(self._registry(), name)
+            self._record(child)
 
-    def _record(self, name: str, child: Child) -> None:
-        try:
-            result = TaskResult.model_validate_json(child.result_path.read_text())
-        except (OSError, ValueError):
-            code = child.proc.returncode
-            why = "killed after its deadline" if child.terminated else f"exited with code {code} without a result"
-            result = TaskResult(run=self.run.name, task=name, phase="Failed", branch=self.run.branch_of(name),
-                                reason="Timeout" if child.terminated else "Crashed", message=why)
-        state = self.status.tasks[name]
-        usage = (state.usage or Usage()) + result.usage if state.attempts > 1 else result.usage
-        self._set(name, phase=result.phase, commit=result.commit or state.commit, reason=result.reason,
-                  message=result.message, changed_files=result.changed_files, usage=usage, finished_at=now())
-        self.progress.event(name, result.phase, "")
-        if result.phase == "Failed" and result.reason in RETRYABLE and state.attempts <= self.run.spec.retry.limit:
-            delay = self.run.spec.retry.backoff_seconds * (2 ** (state.attempts - 1))
-            self.not_before[name] = time.monotonic() + delay
-            self._set(name, phase="Pending", finished_at=None)
+    def _record(self, child: Child) -> None:
+        name, now = child.task, utcnow()
+        state = self.tasks[name]
+        result = _read_result(child.result_path)
+        add_usage(state, child.attempt, result)
+        if self.cancelled and not (result is not None and result.phase == "Succeeded"):
+            if result is not None and result.changed_files:
+                state.changed_files = result.changed_files
+            end_without_attempt(state, "Cancelled", "Cancelled", "the run was interrupted", now)
+            self.admitted.discard(name)
+        else:
+            code = child.proc.returncode  # type: ignore[attr-defined]
+            end = AttemptEnd(child.attempt, result, timed_out=child.terminated,
+                             failure=None if result else ("Crashed", f"exited with code {code} without a result"),
+                             source=f"attempt {child.attempt} of task {name}")
+            attempt_ended(state, self.run.spec.retry, self.run.spec.task_timeout_seconds, end, now,
+                          self.options.policy)
+            if state.phase != "Pending":
+                self.admitted.discard(name)
+        self._conditions(name, now)
+        detail = " ".join(x for x in ((state.commit or "")[:10] if state.phase == "Succeeded" else "",
+                                      state.reason or "", state.message or "") if x)
+        self.progress.event(name, state.phase, detail)
 
-    def _set(self, name: str, **changes: object) -> None:
-        state = self.status.tasks[name]
-        for key, value in changes.items():
-            setattr(state, key, value)
-        self.status.recount()
+    def _conditions(self, name: str, now: datetime) -> None:
+        task_conditions(self.tasks[name], now, GENERATION)
 
-    def _cancel_all(self, progress: Progress) -> None:
+    def _cancel_all(self) -> None:
         for child in self.children.values():
-            try:
-                os.killpg(child.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + KILL_GRACE_SECONDS
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.proc.pid, signal.SIGTERM)  # type: ignore[attr-defined]
+        deadline = time.monotonic() + self.options.policy.deadline_grace_seconds
         while self.children and time.monotonic() < deadline:
             self._reap()
             time.sleep(self.options.poll_seconds)
-        for name, child in list(self.children.items()):
-            os.killpg(child.proc.pid, signal.SIGKILL)
-            child.proc.wait()
-            self._reap()
-        for name, state in self.status.tasks.items():
+        for child in list(self.children.values()):
+            os.killpg(child.proc.pid, signal.SIGKILL)  # type: ignore[attr-defined]
+            child.proc.wait()  # type: ignore[attr-defined]
+        self._reap()
+        now = utcnow()
+        for name, state in self.tasks.items():
             if state.phase in ("Pending", "Running"):
-                self._set(name, phase="Cancelled", reason="Cancelled", message="the run was interrupted",
-                          finished_at=now())
-                progress.event(name, "Cancelled", "")
+                end_without_attempt(state, "Cancelled", "Cancelled", "the run was interrupted", now)
+                self._conditions(name, now)
+                self.progress.event(name, "Cancelled", "")
+        self.admitted.clear()
 
-    # -- merge and final status ----------------------------------------------------------------
+    # -- files ---------------------------------------------------------------------------------
 
-    def _merge(self, progress: Progress) -> None:
-        succeeded = [t for t in self.run.spec.tasks if self.status.tasks[t.name].phase == "Succeeded"]
-        others = [t.name for t in self.run.spec.tasks if self.status.tasks[t.name].phase != "Succeeded"]
-        branch = self.run.integration_branch
-        if not succeeded:
-            self.status.merge = MergeStatus(phase="Skipped", branch=branch, not_merged=others,
-                                            message="no task succeeded")
-            return
-        self.status.phase = "Merging"
-        self._save()
-        progress.message(f"merging {len(succeeded)} branches into {branch}")
-        request = MergeRequest(
-            run=self.run.name,
-            repo=self.run.spec.repo.model_copy(update={"url": self.url}),
-            integration_branch=branch,
-            on_conflict=self.run.spec.merge.on_conflict,
-            tasks=[MergeTask(name=t.name, branch=self.run.branch_of(t.name), depends_on=t.depends_on)
-                   for t in succeeded],
-            not_merged=others,
-        )
-        self.status.merge = run_merge(request, ObjectCache(self.cache_root), _auth_env(self.options))
+    def _registry(self) -> Path:
+        return self.state_dir / "agents"
 
-    def _finish(self) -> None:
-        counts = self.status.counts
-        merge = self.status.merge
-        if self.cancelled:
-            self.status.phase = "Cancelled"
-        elif counts.failed or counts.skipped or counts.cancelled or (merge and merge.phase == "Failed"):
-            self.status.phase = "Failed"
-        elif merge and merge.phase == "Conflicted":
-            self.status.phase = "Conflicted"
-        else:
-            self.status.phase = "Succeeded"
-        self.status.finished_at = now()
-        self._save()
+    def _repo(self):
+        return self.run.spec.repo.model_copy(update={"url": self.url})
+
+    def _auth_env(self) -> dict[str, str]:
+        return git_auth_env(self.options.credentials_dir)
 
     def _save(self) -> None:
-        path = self.state_dir / "status.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.status.wire(), indent=2))
-        tmp.replace(path)
+        _write_json(self.state_dir / "status.json", self.status.wire())
+        _write_json(self.state_dir / "tasks.json", {n: s.wire() for n, s in self.tasks.items()})
 
     # -- re-runs ---------------------------------------------------------------------------------
 
     def _resume(self) -> None:
-        """Keep a task's earlier success when its spec is unchanged and its branch still holds that commit."""
-        fingerprint = hashlib.sha256(json.dumps(self.run.spec.wire(), sort_keys=True).encode()).hexdigest()
-        marker = self.state_dir / "spec.sha256"
-        previous: ParallelRunStatus | None = None
-        status_file = self.state_dir / "status.json"
-        if marker.exists() and marker.read_text() == fingerprint and status_file.exists():
-            try:
-                previous = ParallelRunStatus.model_validate_json(status_file.read_text())
-            except ValueError:
-                previous = None
-        marker.write_text(fingerprint)
+        """Keep a task's earlier success when neither it nor anything it depends on changed or re-runs,
+        and its branch still holds the commit it produced; every other task runs (again)."""
+        previous = _read_previous(self.state_dir / "tasks.json")
+        old_prints = _read_json(self.state_dir / "fingerprints.json") or {}
+        prints = task_fingerprints(self.run)
         tips: dict[str, str] = {}
         if previous:
             try:
-                cache = ObjectCache(self.cache_root).update(self.url, _auth_env(self.options))
-                tips = {t.name: cache.rev(f"refs/heads/{self.run.branch_of(t.name)}") or "" for t in
-                        self.run.spec.tasks}
+                cache = ObjectCache(self.cache_root).update(self.url, self._auth_env())
+                tips = {t.name: cache.rev(f"refs/heads/{self.run.branch_of(t.name)}") or ""
+                        for t in self.run.spec.tasks}
             except RepositoryUnreachable:
                 tips = {}
-        self.status = ParallelRunStatus(started_at=now())
-        for task in self.run.spec.tasks:
-            old = previous.tasks.get(task.name) if previous else None
-            if old and old.phase == "Succeeded" and old.commit and tips.get(task.name) == old.commit:
+        rerun: set[str] = set()
+        now = utcnow()
+        for name in topological_order(self.nodes):
+            task = self.run.spec.task(name)
+            old = previous.get(name)
+            keep = (old is not None and old.phase == "Succeeded" and bool(old.commit)
+                    and tips.get(name) == old.commit and old_prints.get(name) == prints[name]
+                    and not any(d in rerun for d in task.depends_on))
+            if keep and old is not None:
                 kept = old.model_copy(deep=True)
                 kept.message = "unchanged since the previous run"
-                self.status.tasks[task.name] = kept
+                self.tasks[name] = kept
             else:
-                self.status.tasks[task.name] = TaskStatus(phase="Pending", branch=self.run.branch_of(task.name))
-        self.status.recount()
+                rerun.add(name)
+                self.tasks[name] = AgentTaskStatus(phase="Pending", branch=self.run.branch_of(name))
+            self._conditions(name, now)
+        # the order of the spec, as the status shows it
+        self.tasks = {t.name: self.tasks[t.name] for t in self.run.spec.tasks}
+        _write_json(self.state_dir / "fingerprints.json", prints)
+
+
+def task_fingerprints(run: ParallelRun) -> dict[str, str]:
+    """What a task's result depends on: its resolved spec (the run's shares aside)."""
+    prints: dict[str, str] = {}
+    for task in run.spec.tasks:
+        spec = task_spec(run, task).wire()
+        for owned in ("suspend", "budget", "skip"):
+            spec.pop(owned, None)
+        prints[task.name] = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+    return prints
 
 
 class InvalidRun(ValueError):
@@ -349,5 +372,32 @@ def _looks_like_sha(ref: str) -> bool:
     return 7 <= len(ref) <= 40 and all(c in "0123456789abcdef" for c in ref)
 
 
-def _auth_env(options: LocalOptions) -> dict[str, str]:
-    return git_auth_env(options.credentials_dir)
+def _read_result(path: Path) -> TaskResult | None:
+    try:
+        return TaskResult.model_validate_json(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _read_previous(path: Path) -> dict[str, AgentTaskStatus]:
+    out: dict[str, AgentTaskStatus] = {}
+    for name, data in (_read_json(path) or {}).items():
+        try:
+            out[name] = AgentTaskStatus.model_validate(data)
+        except ValidationError:
+            continue
+    return out
+
+
+def _write_json(path: Path, data: object) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)

@@ -19,15 +19,18 @@ def _elapsed(seconds: float) -> str:
 
 
 class Progress:
-    def __init__(self, run: ParallelRun, status: ParallelRunStatus, live: bool | None = None,
-                 out: TextIO | None = None):
+    def __init__(self, run: ParallelRun, live: bool | None = None, out: TextIO | None = None):
         self.run = run
-        self.status = status
         self.out = out or sys.stderr
         self.live = self.out.isatty() if live is None else live
         self.started = time.monotonic()
         self._drawn = 0
         self._last_draw = 0.0
+
+    @property
+    def status(self) -> ParallelRunStatus:
+        """The run's status as it stands now (the engine replaces it at every step)."""
+        return self.run.status or ParallelRunStatus()
 
     def start(self) -> None:
         n = len(self.run.spec.tasks)
@@ -39,7 +42,7 @@ class Progress:
         elapsed = _elapsed(time.monotonic() - self.started)
         state = self.status.tasks.get(task)
         extra = detail
-        if phase in ("Succeeded", "Failed") and state:
+        if not extra and phase in ("Succeeded", "Failed") and state:
             commit = (state.commit or "")[:10]
             extra = " ".join(x for x in (commit, state.reason or "", state.message or "") if x)
         self._line(f"[{elapsed:>6}] {task:<24} {phase:<9} {extra}".rstrip())

@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 import re
 
-from braid.api import Conflict, ConflictFile, MergeStatus
+from braid.api import Conflict, ConflictFile, MergeRequest, MergeStatus
 from braid.gitops import GitError, MissingRef, ObjectCache, Repo, RepositoryUnreachable, normalize_url, resolve_base
 from braid.plan import Node, topological_order
 
 from .conflicts import parse_merge_tree
-from .request import MergeRequest
 
 log = logging.getLogger("braid.merge")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 
@@ -122,9 +122,3 @@ def upstream(nodes: Sequence[Node], name: str) -> set[str]:
             seen.add(dep)
             stack.extend(graph.get(dep, ()))
     return seen
-
-
-def restrict(nodes: Sequence[Node], keep: Mapping[str, object] | set[str]) -> list[Node]:
-    """The subgraph on `keep`, dropping edges to tasks outside it."""
-    names = set(keep)
-    return [Node(n.name, tuple(d for d in n.depends_on if d in names)) for n in nodes if n.name in names]

@@ -9,9 +9,6 @@ from .dag import Node, critical_path, topological_order
 
 ENDED = frozenset({"Succeeded", "Failed", "Skipped", "Cancelled"})
 BLOCKING = frozenset({"Failed", "Skipped", "Cancelled"})
-# Failure reasons worth another attempt; the others would fail the same way again
-# (a timeout, a spent budget, a refusal, conflicting dependencies, bad settings).
-RETRYABLE = frozenset({"AgentFailed", "PushFailed", "GitFailed", "RepositoryUnreachable", "Crashed"})
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from braid.agents import AgentContext, AgentError, AgentOutcome, get_agent
-from braid.api import AgentTaskSpec
+from braid.api import AgentTaskSpec, TaskResult
 from braid.gitops import (
     BranchMoved,
     DependencyConflict,
@@ -24,13 +24,12 @@ from braid.gitops import (
     changed_files,
     commit_all,
     git_auth_env,
+    mark_pushed,
     normalize_url,
     open_workspace,
     prepare_branch,
     push_branch,
 )
-
-from .result import TaskResult
 
 log = logging.getLogger("braid.runner")
 
@@ -58,6 +57,7 @@ def run_task(spec: AgentTaskSpec, paths: RunnerPaths, cancel: threading.Event | 
     env = git_auth_env(paths.credentials_dir)
     url = normalize_url(spec.repo.url)
 
+    repo = None
     try:
         log.info("fetching %s into the object cache", url)
         cache = ObjectCache(paths.cache_dir).update(url, env)
@@ -72,12 +72,14 @@ def run_task(spec: AgentTaskSpec, paths: RunnerPaths, cancel: threading.Event | 
         result.reason, result.message = reason, str(exc)
         log.error("%s: %s", reason, exc)
         result.duration_seconds = round(time.monotonic() - started, 3)
+        if repo is not None:
+            mark_pushed(paths.workdir)  # a fresh copy no agent ran in: nothing to keep
         return result
 
-    result.resumed = prepared.resumed
     log.info(
-        "workspace ready on %s at %s%s", spec.branch, prepared.start[:12],
+        "workspace ready on %s at %s%s%s", spec.branch, prepared.start[:12],
         " (resumed from the pushed branch)" if prepared.resumed else "",
+        f", with {', '.join(prepared.merged_dependencies)} merged" if prepared.merged_dependencies else "",
     )
     # The task's deadline counts from its start; leave the agent what remains, minus a
     # margin to commit and push, so a slow fetch does not cost the work at the end.
@@ -108,6 +110,7 @@ def run_task(spec: AgentTaskSpec, paths: RunnerPaths, cancel: threading.Event | 
     try:
         commit_all(repo, commit_message(spec, outcome))
         result.commit = push_branch(repo, spec.branch, prepared.lease)
+        mark_pushed(paths.workdir)
         result.changed_files = changed_files(repo, prepared.start)
     except (GitError, BranchMoved) as exc:
         outcome = AgentOutcome(False, usage=outcome.usage, reason="PushFailed", message=str(exc))

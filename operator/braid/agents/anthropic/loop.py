@@ -90,7 +90,7 @@ class Session:
             reason, message = classify(exc, self.settings.model, self.retrier.retries)
             self.ctx.log.error("%s: %s", reason, self.redact(message))
             return self._end(False, reason, message)
-        except Exception as exc:  # noqa: BLE001 - whatever broke, the runner must still commit the work so far
+        except Exception as exc:
             self.ctx.log.exception("the anthropic agent failed")
             return self._end(False, "AgentFailed", f"internal error: {type(exc).__name__}: {exc}")
         finally:

@@ -1,13 +1,16 @@
-"""The operator's decisions: pure functions from observed objects to a plan. No I/O, no kopf."""
+"""The operator's decisions: pure functions from observed objects to a plan. No I/O, no kopf.
 
-from braid.plan import RETRYABLE
+What both launchers decide alike lives in braid.plan; these modules add only the cluster's part.
+"""
 
-from .observe import MergeView, PodView, Terminated, job_failure_message, job_outcome, parse_merge_report
-from .run import FINAL_RUN_PHASES, RunObservation, RunPlan, decide_run, invalid_run
-from .task import TaskPlan, TaskPolicy, decide_task
+from braid.plan import TaskPolicy
+
+from .observe import MergeView, PodView, Terminated, job_failure_message, job_outcome, parse_merge_report, task_view
+from .run import RunObservation, RunPlan, decide_run, invalid_run
+from .task import TaskPlan, decide_task
 
 __all__ = [
-    "FINAL_RUN_PHASES", "RETRYABLE", "MergeView", "PodView", "RunObservation", "RunPlan", "TaskPlan", "TaskPolicy",
+    "MergeView", "PodView", "RunObservation", "RunPlan", "TaskPlan", "TaskPolicy",
     "Terminated", "decide_run", "decide_task", "invalid_run", "job_failure_message", "job_outcome",
-    "parse_merge_report",
+    "parse_merge_report", "task_view",
 ]

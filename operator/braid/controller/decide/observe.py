@@ -8,11 +8,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from braid.api import MergeStatus
+from braid.api import AgentTask, AgentTaskStatus, MergeStatus, TaskResult
+from braid.api.status import ENDED_TASK_PHASES
 from braid.kube import labels
-from braid.runner import TaskResult
-
-from .clock import parse
+from braid.plan import Skip, TaskView
+from braid.plan.clock import parse
 
 # Pod status reasons of an attempt lost to the cluster rather than to the agent.
 DISRUPTION_REASONS = frozenset({
@@ -129,3 +129,11 @@ def parse_merge_report(text: str | None) -> MergeStatus | None:
             except (ValidationError, ValueError):
                 return None
     return None
+
+
+def task_view(child: AgentTask) -> TaskView:
+    """An AgentTask as plan.step sees a task: admitted while it is not held, not skipped and not ended."""
+    status = child.status or AgentTaskStatus(branch=child.spec.branch)
+    skip = Skip(child.spec.skip.reason, child.spec.skip.message) if child.spec.skip is not None else None
+    admitted = not child.spec.suspend and skip is None and status.phase not in ENDED_TASK_PHASES
+    return TaskView(status=status, admitted=admitted, share=child.spec.budget, skip=skip)

@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from braid.api import Usage
-from braid.api.common import Model
+from .common import Model
+from .status import Usage
 
 # Kubernetes keeps at most 4096 bytes of a termination message.
 TERMINATION_MESSAGE_LIMIT = 4096
@@ -20,7 +20,6 @@ class TaskResult(Model):
     phase: Literal["Succeeded", "Failed", "Cancelled"]
     branch: str
     commit: str | None = None
-    resumed: bool = False
     changed_files: list[str] = Field(default_factory=list)
     changed_files_total: int = 0
     usage: Usage = Field(default_factory=Usage)

@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from braid.api import RepoSpec
-from braid.api.common import Model
+from .common import Model
+from .parallelrun import RepoSpec
 
 
 class MergeTask(Model):

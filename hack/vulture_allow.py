@@ -1,0 +1,14 @@
+"""Names vulture (`make lint`) cannot see used: read by a framework or written to the wire.
+
+Each line names what uses it.
+"""
+# ruff: noqa: B018, F821
+# pydantic calls validators by decoration; fields below are serialized into status,
+# AgentTask status and the pod's termination message.
+_._no_credentials_in_url, _._valid_base_ref, _._fields_for_op, _._env_names, _._not_self_dependent
+_._valid_integration_branch, _._unique_names, _._integration_branch_apart, _._split
+_.observed_generation, _.changed_files_total, _.duration_seconds, _.annotations
+# kopf reads its OperatorSettings attributes (controller/main.py)
+_.progress_storage, _.diffbase_storage, _.finalizer, _.enabled, _.standalone, _.server_timeout, _.client_timeout
+# prometheus_client calls a registered collector's collect()
+_.collect

@@ -1,0 +1,88 @@
+"""Agent subprocesses that never outlive `braid run`, and the leftovers of one that was killed.
+
+Each `braid agent-run` gets SIGTERM when the `braid run` that started it dies (Linux's parent
+death signal), so it stops its agent and pushes what it has. Each is also recorded in the
+run's registry with its start time, so a run that starts after a `kill -9` finds whatever
+still runs and stops it before touching its working copies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+
+
+def _start_time(pid: int) -> str | None:
+    """Field 22 of /proc/<pid>/stat: when the process started, in clock ticks since boot."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) may hold spaces and parentheses: split after its last ')'
+    fields = text[text.rindex(")") + 2:].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def _die_with(parent: int):
+    def preexec() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:
+            # the parent died before the signal was armed
+            os.kill(os.getpid(), signal.SIGTERM)
+    return preexec
+
+
+def spawn(argv: list[str], *, env: dict[str, str], log_path: Path, registry: Path,
+          task: str) -> subprocess.Popen[bytes]:
+    """Start argv in its own session (Ctrl-C reaches only braid, which stops children in order)."""
+    registry.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                start_new_session=True, preexec_fn=_die_with(os.getpid()))
+    record = {"pid": proc.pid, "start": _start_time(proc.pid)}
+    (registry / f"{task}.json").write_text(json.dumps(record))
+    return proc
+
+
+def forget(registry: Path, task: str) -> None:
+    (registry / f"{task}.json").unlink(missing_ok=True)
+
+
+def _alive(pid: int, start: str | None) -> bool:
+    return start is not None and _start_time(pid) == start
+
+
+def stop_leftovers(registry: Path, grace_seconds: float = 30.0) -> list[str]:
+    """Stop every recorded process group that still runs; forget every record. The tasks stopped."""
+    if not registry.is_dir():
+        return []
+    running: dict[str, tuple[int, str]] = {}
+    for path in sorted(registry.glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+            pid, start = int(record["pid"]), record.get("start")
+        except (OSError, ValueError, KeyError, TypeError):
+            pid, start = 0, None
+        if pid > 0 and _alive(pid, start):
+            running[path.stem] = (pid, start)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_seconds
+    while any(_alive(p, s) for p, s in running.values()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid, start in running.values():
+        if _alive(pid, start):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+    for path in registry.glob("*.json"):
+        path.unlink(missing_ok=True)
+    return sorted(running)

@@ -1,0 +1,390 @@
+"""One step of a run, the same for both launchers. Pure: the launcher says what it observed and when.
+
+From the spec, each task's observed state and the merge's, `step` decides which tasks
+start now (each with its budget share), which are skipped and why, which wait for their
+next attempt and until when, when the merge is due and what it merges, and the run's
+status: phase, reason, message, conditions, counts and per-task summaries. The operator
+turns the decision into objects, local mode into processes; neither decides anything
+this function decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from braid.api import (
+    AgentTaskStatus,
+    Budget,
+    MergeRequest,
+    MergeStatus,
+    MergeTask,
+    ParallelRun,
+    ParallelRunStatus,
+    TaskStatus,
+)
+from braid.api.status import ENDED_TASK_PHASES
+
+from .attempt import attempt_budget
+from .budget import Spend, exhausted, spent, task_share
+from .clock import iso, parse
+from .conditions import condition, set_condition
+from .dag import PlanError, nodes_of, validate
+from .events import Event
+from .schedule import Skip, decide
+
+FINAL_RUN_PHASES = frozenset({"Succeeded", "Conflicted", "Failed", "Cancelled"})
+SUMMARY_MESSAGE_LIMIT = 256
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """What a launcher observed of one task."""
+
+    status: AgentTaskStatus | None = None
+    """None: the task has no AgentTask yet (the operator creates it)."""
+    admitted: bool = False
+    """It holds a slot: an attempt runs, or its next attempt is due."""
+    share: Budget | None = None
+    """Its share of the run's budget, granted when it was admitted."""
+    skip: Skip | None = None
+    """The run has decided to skip it; its own status may not say so yet."""
+
+
+@dataclass(frozen=True)
+class Start:
+    task: str
+    budget: Budget | None
+    """The task's share of the run's budget."""
+
+
+@dataclass(frozen=True)
+class Retry:
+    task: str
+    at: datetime
+    """Not before this moment."""
+    budget: Budget | None
+    """What the next attempt may spend: the share less what the task spent so far."""
+
+
+@dataclass
+class Step:
+    status: ParallelRunStatus
+    start: list[Start] = field(default_factory=list)
+    """Tasks to start now, most urgent first."""
+    skip: dict[str, Skip] = field(default_factory=dict)
+    """Tasks that can never run, with why."""
+    retry: list[Retry] = field(default_factory=list)
+    """Admitted tasks waiting for their next attempt."""
+    merge: MergeRequest | None = None
+    """Every task has ended: merge these branches (set once, when the merge is due to start)."""
+    events: list[Event] = field(default_factory=list)
+    finished: bool = False
+    """The run reached its final phase in this step."""
+    closed: bool = False
+    """Nothing more happens: the spec can never run, or the run ended before this step."""
+
+
+def step(
+    run: ParallelRun,
+    tasks: Mapping[str, TaskView],
+    merge: MergeStatus | None,
+    now: datetime,
+    *,
+    cancelled: bool = False,
+) -> Step:
+    """The run's next step. `merge` is the merge as observed: None before it started, phase Running while
+    it runs, its report once it ended. `cancelled`: the run was stopped; start and merge nothing."""
+    old = run.status or ParallelRunStatus()
+    generation = run.metadata.generation
+    status = old.model_copy(deep=True)
+    status.observed_generation = generation
+    nodes = nodes_of(run.spec.tasks)
+    try:
+        validate(nodes)
+    except PlanError as exc:
+        return invalid(old, generation, exc.reason, str(exc), now)
+    status.conditions = set_condition(
+        status.conditions, "Valid", "True", "Valid", f"{len(run.spec.tasks)} tasks", now, generation
+    )
+    was_valid = condition(old.conditions, "Valid")
+    if was_valid is not None and was_valid.status == "False":
+        # the spec was fixed: check it afresh
+        status.reason = status.message = status.finished_at = None
+        status.phase = "Pending"
+    out = Step(status=status)
+    phases, admitted = _phases(run, tasks)
+    if status.phase in FINAL_RUN_PHASES and status.finished_at is not None:
+        # a finished run stays as it ended; its summary still follows late reports (usage of a stopped pod)
+        _summarise(out, run, tasks, phases, admitted, set(), old, now)
+        out.closed = True
+        return out
+
+    used = spent([v.status.usage for v in tasks.values()
+                  if v.status is not None and v.status.usage and _ended(v)])
+    decision = decide(nodes, phases, run.spec.max_parallel, budget_exhausted=exhausted(run.spec.budget, used),
+                      suspended=run.spec.suspend or cancelled)
+    for name, skip in decision.skip.items():
+        phases[name] = "Skipped"
+        out.skip[name] = skip
+    if any(s.reason == "BudgetExceeded" for s in decision.skip.values()):
+        out.events.append(Event(
+            "Warning", "BudgetExceeded",
+            f"the budget is spent (${used.cost_usd:g}, {used.tokens} tokens); tasks not started are skipped",
+        ))
+    _admit(out, run, tasks, decision.start, phases, admitted, used)
+    _retries(out, tasks, now)
+
+    all_ended = decision.all_ended and all(tasks.get(t.name) is not None and tasks[t.name].status is not None
+                                           for t in run.spec.tasks)
+    if all_ended and cancelled:
+        out.finished = True
+    elif all_ended:
+        _merge(out, run, phases, merge)
+    started = {s.task for s in out.start}
+    _summarise(out, run, tasks, phases, admitted | started, started, old, now)
+    _outcome(out, run, old, now, cancelled, active=bool(admitted or started))
+    return out
+
+
+def _ended(view: TaskView) -> bool:
+    return view.status is not None and view.status.phase in ENDED_TASK_PHASES
+
+
+def invalid(old: ParallelRunStatus, generation: int | None, reason: str, message: str, now: datetime) -> Step:
+    """A spec that can never run: a Failed condition and an Event, nothing started."""
+    status = old.model_copy(deep=True)
+    status.observed_generation = generation
+    status.phase = "Failed"
+    status.reason, status.message = reason, message
+    status.conditions = set_condition(status.conditions, "Valid", "False", reason, message, now, generation)
+    status.conditions = set_condition(status.conditions, "Succeeded", "False", reason, message, now, generation)
+    out = Step(status=status, closed=True)
+    before = condition(old.conditions, "Valid")
+    if before is None or before.status != "False" or before.message != message:
+        out.events.append(Event("Warning", reason, message))
+    return out
+
+
+def _phases(run: ParallelRun, tasks: Mapping[str, TaskView]) -> tuple[dict[str, str], set[str]]:
+    """Each task's phase as plan.decide sees it: an admitted task holds a slot until it ends."""
+    phases: dict[str, str] = {}
+    admitted: set[str] = set()
+    for task in run.spec.tasks:
+        view = tasks.get(task.name)
+        phase = view.status.phase if view is not None and view.status is not None else "Pending"
+        if view is not None and view.skip is not None and phase not in ENDED_TASK_PHASES:
+            phases[task.name] = "Skipped"
+        elif phase in ENDED_TASK_PHASES:
+            phases[task.name] = phase
+        elif view is not None and view.admitted:
+            phases[task.name] = "Running"
+            admitted.add(task.name)
+        else:
+            phases[task.name] = "Pending"
+    return phases, admitted
+
+
+def _plus(spend: Spend, budget: Budget | None) -> Spend:
+    if budget is None:
+        return spend
+    return Spend(spend.cost_usd + (budget.max_cost_usd or 0.0), spend.tokens + (budget.max_tokens or 0))
+
+
+def _admit(out: Step, run: ParallelRun, tasks: Mapping[str, TaskView], start: list[str], phases: dict[str, str],
+           admitted: set[str], used: Spend) -> None:
+    reserved = Spend()
+    for name in admitted:
+        reserved = _plus(reserved, tasks[name].share)
+    unstarted = sum(1 for p in phases.values() if p == "Pending")
+    running = len(admitted)
+    for name in start:
+        share = task_share(run.spec.budget, used, reserved, unstarted)
+        reserved = _plus(reserved, share)
+        unstarted -= 1
+        running += 1
+        phases[name] = "Running"
+        out.start.append(Start(name, share))
+        out.events.append(Event(
+            "Normal", "TaskStarted", f"task {name} started ({running} of maxParallel {run.spec.max_parallel} running)"
+        ))
+
+
+def _retries(out: Step, tasks: Mapping[str, TaskView], now: datetime) -> None:
+    for name, view in tasks.items():
+        state = view.status
+        if view.admitted and state is not None and state.phase == "Pending" and state.attempts:
+            at = parse(state.next_attempt_at) or now
+            out.retry.append(Retry(name, at, attempt_budget(view.share, state.usage)))
+
+
+def merge_request(run: ParallelRun, succeeded: set[str]) -> MergeRequest:
+    """Merge the succeeded tasks (spec order; the merge sorts them topologically); report the rest."""
+    return MergeRequest(
+        run=run.name,
+        repo=run.spec.repo,
+        integration_branch=run.integration_branch,
+        on_conflict=run.spec.merge.on_conflict,
+        tasks=[MergeTask(name=t.name, branch=run.branch_of(t.name), depends_on=t.depends_on)
+               for t in run.spec.tasks if t.name in succeeded],
+        not_merged=[t.name for t in run.spec.tasks if t.name not in succeeded],
+    )
+
+
+def _merge(out: Step, run: ParallelRun, phases: dict[str, str], merge: MergeStatus | None) -> None:
+    status = out.status
+    succeeded = {t.name for t in run.spec.tasks if phases[t.name] == "Succeeded"}
+    others = [t.name for t in run.spec.tasks if t.name not in succeeded]
+    branch = run.integration_branch
+    running = MergeStatus(phase="Running", branch=branch, message=f"merging {len(succeeded)} branches")
+    if not succeeded:
+        status.merge = MergeStatus(phase="Skipped", branch=branch, not_merged=others,
+                                   message="no task succeeded; nothing to merge")
+        out.finished = True
+    elif merge is None:
+        if run.spec.suspend:
+            return
+        out.merge = merge_request(run, succeeded)
+        status.merge = running
+        out.events.append(Event("Normal", "MergeStarted", f"merging {len(succeeded)} task branches into {branch}"))
+    elif merge.phase in ("Pending", "Running"):
+        if status.merge is None or status.merge.phase != "Running":
+            status.merge = running
+    else:
+        result = merge.model_copy(deep=True)
+        result.branch = result.branch or branch
+        result.conflict_count = result.conflict_count or sum(len(c.files) for c in result.conflicts)
+        if result.phase == "Failed" and not result.not_merged:
+            result.not_merged = others
+        status.merge = result
+        out.finished = True
+        for conflict in result.conflicts:
+            files = ", ".join(f"{f.path} ({f.kind})" for f in conflict.files) or "unknown files"
+            with_ = f" with {', '.join(conflict.collides_with)}" if conflict.collides_with else ""
+            out.events.append(Event("Warning", "MergeConflict", f"task {conflict.task} conflicts{with_} in {files}"))
+
+
+def _waiting(run: ParallelRun, name: str, phases: dict[str, str]) -> tuple[str, str]:
+    if run.spec.suspend:
+        return "Suspended", "the run is suspended"
+    deps = [d for d in run.spec.task(name).depends_on if phases.get(d) != "Succeeded"]
+    if deps:
+        return "WaitingForDependencies", f"waiting for {', '.join(sorted(deps))}"
+    return "WaitingForSlot", f"all {run.spec.max_parallel} slots (maxParallel) are in use"
+
+
+def summary(child: AgentTaskStatus) -> TaskStatus:
+    """A task's line in the run's status: its own status, shortened."""
+    message = child.message
+    if message and len(message) > SUMMARY_MESSAGE_LIMIT:
+        message = message[: SUMMARY_MESSAGE_LIMIT - 3] + "..."
+    return TaskStatus(
+        phase=child.phase, branch=child.branch, commit=child.commit, attempts=child.attempts, pod=child.pod,
+        reason=child.reason, message=message, changed_files=child.changed_files, usage=child.usage,
+        started_at=child.started_at, finished_at=child.finished_at,
+    )
+
+
+def _summarise(out: Step, run: ParallelRun, tasks: Mapping[str, TaskView], phases: dict[str, str],
+               admitted: set[str], started_now: set[str], old: ParallelRunStatus, now: datetime) -> None:
+    status = out.status
+    lines: dict[str, TaskStatus] = {}
+    for task in run.spec.tasks:
+        name = task.name
+        view = tasks.get(name)
+        skip = out.skip.get(name) or (view.skip if view is not None else None)
+        if view is not None and view.status is not None:
+            line = summary(view.status)
+        else:
+            line = TaskStatus(phase="Pending", branch=run.branch_of(name))
+        if skip is not None and line.phase not in ENDED_TASK_PHASES:
+            line.phase, line.reason, line.message = "Skipped", skip.reason, skip.message
+            line.finished_at = line.finished_at or iso(now)
+        elif name in started_now:
+            line.reason, line.message = "Starting", "admitted; its attempt is being started"
+        elif line.phase == "Pending" and name not in admitted and phases.get(name) == "Pending":
+            line.reason, line.message = _waiting(run, name, phases)
+        line.branch = line.branch or run.branch_of(name)
+        lines[name] = line
+        before = old.tasks.get(name)
+        if line.phase in ENDED_TASK_PHASES and (before is None or before.phase != line.phase):
+            out.events.append(_task_ended_event(name, line))
+    status.tasks = lines
+    status.recount()
+
+
+def _task_ended_event(name: str, line: TaskStatus) -> Event:
+    if line.phase == "Succeeded":
+        commit = (line.commit or "")[:12]
+        return Event("Normal", "TaskSucceeded", f"task {name} succeeded" + (f" at {commit}" if commit else ""))
+    why = f": {line.reason}" + (f": {line.message}" if line.message else "") if line.reason else ""
+    return Event("Warning", f"Task{line.phase}", f"task {name} {line.phase.lower()}{why}")
+
+
+def _outcome(out: Step, run: ParallelRun, old: ParallelRunStatus, now: datetime, cancelled: bool, *,
+             active: bool) -> None:
+    status = out.status
+    generation = run.metadata.generation
+    counts = status.counts
+    if out.finished:
+        _final(status, run, cancelled)
+        status.finished_at = iso(now)
+        event_type = "Normal" if status.phase == "Succeeded" else "Warning"
+        out.events.append(Event(event_type, status.phase, status.message or status.phase))
+    elif status.merge is not None and status.merge.phase == "Running":
+        # a merge that started finishes even if the run is suspended meanwhile
+        status.phase, status.reason, status.message = "Merging", None, None
+    elif run.spec.suspend:
+        status.phase = "Suspended"
+        status.reason, status.message = "Suspended", "spec.suspend is true: running tasks stop, none start"
+    elif active or counts.total > counts.pending:
+        status.phase, status.reason, status.message = "Running", None, None
+    else:
+        status.phase, status.reason, status.message = "Pending", None, None
+
+    if status.phase != "Pending":
+        status.started_at = status.started_at or iso(now)
+    if status.phase == "Suspended" and old.phase != "Suspended":
+        running = sum(1 for t in status.tasks.values() if t.phase == "Running")
+        out.events.append(Event("Normal", "Suspended", f"run suspended: stopping {running} running tasks"))
+    elif old.phase == "Suspended" and status.phase != "Suspended":
+        out.events.append(Event("Normal", "Resumed", "run resumed: tasks start again"))
+
+    suspended = status.phase == "Suspended"
+    status.conditions = set_condition(
+        status.conditions, "Suspended", "True" if suspended else "False",
+        "Suspended" if suspended else "NotSuspended", "spec.suspend is true" if suspended else "", now, generation,
+    )
+    if status.phase == "Succeeded":
+        state = "True"
+    elif status.phase in FINAL_RUN_PHASES:
+        state = "False"
+    else:
+        state = "Unknown"
+    status.conditions = set_condition(
+        status.conditions, "Succeeded", state, status.reason or status.phase, status.message or "", now, generation
+    )
+
+
+def _final(status: ParallelRunStatus, run: ParallelRun, cancelled: bool) -> None:
+    counts, merge = status.counts, status.merge
+    not_done = [n for n, t in status.tasks.items() if t.phase in ("Failed", "Skipped", "Cancelled")]
+    if cancelled:
+        status.phase, status.reason = "Cancelled", "Cancelled"
+        status.message = f"the run was cancelled; {counts.succeeded} of {counts.total} tasks had succeeded"
+    elif not_done or (merge is not None and merge.phase == "Failed"):
+        status.phase = "Failed"
+        if not_done:
+            status.reason = "TasksFailed"
+            status.message = f"{len(not_done)} of {counts.total} tasks did not succeed: {', '.join(not_done)}"
+        else:
+            status.reason, status.message = "MergeFailed", (merge.message if merge else None) or "merge failed"
+    elif merge is not None and merge.phase == "Conflicted":
+        status.phase, status.reason = "Conflicted", "MergeConflicts"
+        status.message = (f"{len(merge.conflicts)} tasks conflict in {merge.conflict_count} files; "
+                          f"{len(merge.merged)} merged into {merge.branch}")
+    else:
+        status.phase, status.reason = "Succeeded", "Merged"
+        merged = len(merge.merged) if merge else 0
+        status.message = f"{merged} tasks merged into {merge.branch if merge else run.integration_branch}"

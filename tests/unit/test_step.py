@@ -1,0 +1,154 @@
+"""plan.step: the one decision both launchers act on, table by table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from braid.api import AgentTaskStatus, Budget, Conflict, ConflictFile, MergeStatus, ParallelRun, Usage
+from braid.plan import TaskView, step
+from braid.plan.clock import iso
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+# a -> b -> c is the longest chain; d and e stand alone
+TASKS = [
+    {"name": "a", "prompt": "p"}, {"name": "b", "prompt": "p", "dependsOn": ["a"]},
+    {"name": "c", "prompt": "p", "dependsOn": ["b"]}, {"name": "d", "prompt": "p"}, {"name": "e", "prompt": "p"},
+]
+
+
+def make_run(tasks: list[dict[str, Any]] | None = None, **spec: Any) -> ParallelRun:
+    return ParallelRun.model_validate({
+        "apiVersion": "braid.dev/v1alpha1", "kind": "ParallelRun", "metadata": {"name": "r", "generation": 1},
+        "spec": {"repo": {"url": "https://git.example.com/app.git"}, "tasks": tasks or TASKS, **spec},
+    })
+
+
+def ended(phase: str = "Succeeded", cost: float = 0.0, reason: str | None = None) -> TaskView:
+    return TaskView(status=AgentTaskStatus(phase=phase, attempts=1, reason=reason, commit="c" * 40,
+                                           usage=Usage(cost_usd=cost), finished_at=iso(NOW)))
+
+
+def pending() -> TaskView:
+    return TaskView(status=AgentTaskStatus())
+
+
+def running(share: float | None = None) -> TaskView:
+    budget = Budget(max_cost_usd=share) if share is not None else None
+    return TaskView(status=AgentTaskStatus(phase="Running", attempts=1), admitted=True, share=budget)
+
+
+def all_succeeded() -> dict[str, TaskView]:
+    return {t["name"]: ended() for t in TASKS}
+
+
+@dataclass
+class Case:
+    name: str
+    tasks: dict[str, TaskView]
+    spec: dict[str, Any] = field(default_factory=dict)
+    merge: MergeStatus | None = None
+    cancelled: bool = False
+    # what both launchers must do
+    start: list[str] = field(default_factory=list)
+    skip: dict[str, str] = field(default_factory=dict)
+    merge_tasks: list[str] | None = None
+    phase: str = "Running"
+    reason: str | None = None
+    finished: bool = False
+
+
+CONFLICTED = MergeStatus(phase="Conflicted", branch="braid/r/merged", merged=["a", "b", "c", "d"],
+                         not_merged=["e"], conflicts=[Conflict(task="e", collides_with=["d"],
+                                                               files=[ConflictFile(path="x", kind="content")])])
+CASES = [
+    Case("first look starts the longest chain first, up to maxParallel",
+         {t["name"]: pending() for t in TASKS}, {"maxParallel": 2}, start=["a", "d"]),
+    Case("a task starts when its own dependency succeeded, not a batch later",
+         {"a": ended(), "b": pending(), "c": pending(), "d": running(), "e": pending()}, {"maxParallel": 3},
+         start=["b", "e"]),
+    Case("dependents of a failure are skipped, the rest goes on",
+         {"a": ended("Failed", reason="AgentFailed"), "b": pending(), "c": pending(), "d": running(),
+          "e": pending()}, {"maxParallel": 2},
+         start=["e"], skip={"b": "DependencyFailed", "c": "DependencyFailed"}),
+    Case("a spent budget skips what has not started",
+         {"a": ended(cost=2.0), "b": pending(), "c": pending(), "d": pending(), "e": pending()},
+         {"budget": {"maxCostUSD": 1.5}},
+         skip={n: "BudgetExceeded" for n in "bcde"}, merge_tasks=["a"], phase="Merging"),
+    Case("no slot free: nothing starts", {"a": running(), "b": pending(), "c": pending(), "d": running(),
+                                          "e": pending()}, {"maxParallel": 2}),
+    Case("suspended: nothing starts", {t["name"]: pending() for t in TASKS}, {"suspend": True},
+         phase="Suspended", reason="Suspended"),
+    Case("every task ended: merge the succeeded ones", {**all_succeeded(), "e": ended("Failed")},
+         merge_tasks=["a", "b", "c", "d"], phase="Merging"),
+    Case("the merge runs", all_succeeded(), merge=MergeStatus(phase="Running"), phase="Merging"),
+    Case("a clean merge succeeds the run", all_succeeded(),
+         merge=MergeStatus(phase="Succeeded", branch="braid/r/merged", merged=["a", "b", "c", "d", "e"]),
+         phase="Succeeded", reason="Merged", finished=True),
+    Case("a conflicted merge", all_succeeded(), merge=CONFLICTED, phase="Conflicted", reason="MergeConflicts",
+         finished=True),
+    Case("a failed task fails the run after the merge", {**all_succeeded(), "e": ended("Failed")},
+         merge=MergeStatus(phase="Succeeded", merged=["a", "b", "c", "d"], not_merged=["e"]),
+         phase="Failed", reason="TasksFailed", finished=True),
+    Case("nothing succeeded: nothing to merge", {t["name"]: ended("Failed") for t in TASKS},
+         phase="Failed", reason="TasksFailed", finished=True),
+    Case("a failed merge fails the run", all_succeeded(), merge=MergeStatus(phase="Failed", message="boom"),
+         phase="Failed", reason="MergeFailed", finished=True),
+    Case("cancelled: nothing starts or merges", {**all_succeeded(), "e": ended("Cancelled")}, cancelled=True,
+         phase="Cancelled", reason="Cancelled", finished=True),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_step(case: Case) -> None:
+    decided = step(make_run(**case.spec), case.tasks, case.merge, NOW, cancelled=case.cancelled)
+    assert [s.task for s in decided.start] == case.start
+    assert {n: s.reason for n, s in decided.skip.items()} == case.skip
+    assert (decided.merge and [t.name for t in decided.merge.tasks]) == case.merge_tasks
+    status = decided.status
+    assert (status.phase, status.reason) == (case.phase, case.reason)
+    assert decided.finished == case.finished
+    assert (status.finished_at is not None) == case.finished
+    succeeded = next(c for c in status.conditions if c.type == "Succeeded")
+    expected = {"Succeeded": "True", "Running": "Unknown", "Merging": "Unknown", "Suspended": "Unknown"}
+    assert succeeded.status == expected.get(case.phase, "False")
+    assert status.counts.total == len(case.tasks)
+    for name, reason in case.skip.items():
+        assert (status.tasks[name].phase, status.tasks[name].reason) == ("Skipped", reason)
+
+
+def test_shares_split_what_is_left_and_a_retry_gets_its_share_less_what_it_spent() -> None:
+    run = make_run([{"name": n, "prompt": "p"} for n in "abc"], budget={"maxCostUSD": 9})
+    first = step(run, {n: pending() for n in "abc"}, None, NOW)
+    assert [(s.task, s.budget.max_cost_usd) for s in first.start] == [("a", 3.0), ("b", 3.0), ("c", 3.0)]
+
+    waiting = TaskView(status=AgentTaskStatus(attempts=1, failures=1, usage=Usage(cost_usd=1.25),
+                                              next_attempt_at=iso(NOW + timedelta(seconds=30))),
+                       admitted=True, share=Budget(max_cost_usd=3.0))
+    again = step(run, {"a": waiting, "b": running(3.0), "c": running(3.0)}, None, NOW)
+    assert again.start == [] and len(again.retry) == 1
+    retry = again.retry[0]
+    assert (retry.task, retry.at, retry.budget.max_cost_usd) == ("a", NOW + timedelta(seconds=30), 1.75)
+    # backing off holds its slot: the run is running, not pending
+    assert again.status.phase == "Running"
+
+
+def test_an_invalid_graph_fails_and_starts_nothing() -> None:
+    run = make_run([{"name": "a", "prompt": "p", "dependsOn": ["b"]}, {"name": "b", "prompt": "p",
+                                                                       "dependsOn": ["a"]}])
+    decided = step(run, {}, None, NOW)
+    assert decided.closed and decided.start == []
+    assert (decided.status.phase, decided.status.reason) == ("Failed", "DependencyCycle")
+    assert [e.reason for e in decided.events] == ["DependencyCycle"]
+
+
+def test_a_finished_run_stays_as_it_ended() -> None:
+    run = make_run()
+    done = step(run, all_succeeded(), MergeStatus(phase="Succeeded", merged=[t["name"] for t in TASKS]), NOW)
+    run.status = done.status
+    later = step(run, all_succeeded(), MergeStatus(phase="Succeeded"), NOW + timedelta(hours=1))
+    assert later.closed and not later.finished and later.events == []
+    assert later.status.finished_at == done.status.finished_at and later.status.phase == "Succeeded"
