@@ -190,6 +190,30 @@ def test_job_runs_to_completion_and_its_log_is_readable(cluster: kube_cluster.Cl
     assert logs.stdout.strip().startswith("braid "), logs.stdout
 
 
+def test_the_image_runs_exactly_the_locked_versions(cluster: kube_cluster.Cluster, namespace: str,
+                                                   agent_image: str) -> None:
+    import tomllib
+
+    from packaging.utils import canonicalize_name
+
+    lock = tomllib.loads((Path(__file__).resolve().parents[2] / "uv.lock").read_text())
+    locked = {canonicalize_name(p["name"]): p["version"] for p in lock["package"]}
+    listing = ("import importlib.metadata as m, json\n"
+               "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))")
+    pod = restricted_pod("versions", agent_image, command=["python3", "-c", listing])
+    core = client.CoreV1Api(cluster.api)
+    core.create_namespaced_pod(namespace, pod)
+    finished = wait_pod_finished(cluster, namespace, "versions", timeout=120)
+    assert finished.status.phase == "Succeeded", describe(cluster, namespace, "versions")
+    installed = {canonicalize_name(k): v for k, v in json.loads(core.read_namespaced_pod_log("versions", namespace)).items()}
+    # pip and setuptools of the image's venv are not braid's dependencies
+    installed = {k: v for k, v in installed.items() if k not in ("pip", "setuptools")}
+    assert installed.pop("braid") == locked["braid"]
+    assert {k: (v, locked.get(k)) for k, v in installed.items() if locked.get(k) != v} == {}
+    for name in ("anthropic", "kopf", "kubernetes", "pydantic", "gitpython", "prometheus-client"):
+        assert name in installed
+
+
 def test_memory_limit_is_enforced_with_oomkilled(cluster: kube_cluster.Cluster, namespace: str,
                                                  agent_image: str) -> None:
     hog = "import time; chunks = []\nwhile True: chunks.append('x' * (16 << 20)); time.sleep(0.01)"

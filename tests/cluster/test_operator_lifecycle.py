@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from kubernetes import client
 
@@ -46,6 +48,38 @@ def test_a_failed_attempt_is_retried_in_a_new_pod_until_the_limit(kit: Kit, brai
     assert "retry-only-3" not in kit.agent_pods()
     assert kit.jobs() == []
     assert kit.wait_event("retry", "TaskFailed")[0][0] == "Warning"
+
+
+def pod_budget(kit: Kit, pod: str) -> dict:
+    """The budget the runner in this pod is given (its BRAID_TASK_SPEC)."""
+    env = {e.name: e.value for e in kit.core.read_namespaced_pod(pod, kit.namespace).spec.containers[0].env}
+    return json.loads(env["BRAID_TASK_SPEC"]).get("budget") or {}
+
+
+def test_retries_never_spend_more_than_the_budget_plus_one_response(kit: Kit, braid_operator: Operator) -> None:
+    """Each attempt's pod gets the task's share less what its earlier attempts spent.
+
+    The played agent spends $0.40 per attempt (one response) and fails, or stops with
+    BudgetExceeded once that response went past its budget, as the anthropic agent does.
+    """
+    response = 0.4
+    kit.create_run("spend", [task("only")], budget={"maxCostUSD": 1.0}, retry={"limit": 3, "backoffSeconds": 1})
+    budgets = []
+    for attempt in range(1, 5):
+        pod = f"spend-only-{attempt}"
+        wait_pod(kit, pod)
+        budgets.append(pod_budget(kit, pod)["maxCostUSD"])
+        over = response > budgets[-1] + 1e-9
+        kit.finish(pod, "spend", "only", ok=False, reason="BudgetExceeded" if over else "AgentFailed", cost=response)
+        if over:
+            break
+    run = wait_for(lambda: (s := kit.status("spend")).get("phase") == "Failed" and s, timeout=60,
+                   what="the run to end")
+    assert budgets == pytest.approx([1.0, 0.6, 0.2])
+    assert run["tasks"]["only"]["attempts"] == 3 and run["tasks"]["only"]["reason"] == "BudgetExceeded"
+    assert run["usage"]["costUSD"] == pytest.approx(1.2)
+    assert run["usage"]["costUSD"] <= 1.0 + response
+    assert "spend-only-4" not in kit.agent_pods()
 
 
 def test_an_evicted_pod_is_retried_without_counting_against_the_limit(kit: Kit, braid_operator: Operator) -> None:

@@ -18,7 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fakes.messages_api import MessagesAPI, Recorded, Reply, reply, text, tool_use
+from fakes.messages_api import MessagesAPI, Recorded, Reply, error, reply, text, tool_use
 from localrun import Workspace, branches, git, make_origin, manifest, show
 
 API_KEY = "sk-ant-e2e-standin-2c4e6a8b0d1f3e5a"
@@ -193,3 +193,32 @@ def test_agent_run_reads_the_key_from_a_file(tmp_path: Path, origin: Path, api: 
     assert show(origin, "braid/filekey/tasks/solo", "solo.txt") == "ok\n"
     assert "turn 2/50: stop end_turn" in proc.stderr
     assert API_KEY not in proc.stdout + proc.stderr
+
+
+def test_retries_never_spend_more_than_the_budget_plus_one_response(ws: Workspace, origin: Path,
+                                                                     api: MessagesAPI) -> None:
+    """Each attempt gets the task's share less what its earlier attempts spent.
+
+    Every attempt makes one paid turn ($0.00105) and then fails on a 500 (retryable).
+    With the whole share again per attempt, four attempts would spend $0.0042.
+    """
+    turn = 0.00105
+    api.responder = conversations({"flaky": [
+        reply(tool_use("write_file", {"path": "part.txt", "content": "1\n"})),
+        error(500, "scripted outage"),
+        error(500, "scripted outage"),
+    ]})
+    run_file = ws.write(anthropic_run("spend", origin, [{"name": "flaky", "prompt": "Do it."}],
+                                      budget={"maxCostUSD": 0.003}, retry={"limit": 3, "backoffSeconds": 0}))
+    result = ws.run(run_file, timeout=180)
+
+    assert result.code == 1
+    task = result.status["tasks"]["flaky"]
+    assert task["attempts"] == 3, task
+    assert task["reason"] == "BudgetExceeded", task
+    spent = result.status["usage"]["costUSD"]
+    assert spent == pytest.approx(3 * turn, abs=1e-6)
+    assert spent <= 0.003 + turn  # the budget, plus the one response in flight when it ran out
+    # the third attempt was told what was left: 0.003 - 2 x 0.00105
+    paid_turns = [r for r in api.message_requests if sum(m["role"] == "assistant" for m in r.body["messages"]) == 0]
+    assert len(paid_turns) == 3

@@ -158,13 +158,17 @@ def test_bad_input_exits_2_and_creates_nothing(ws: Workspace, origin: Path, tmp_
         "bad-branch": (manifest("bad", origin, [script_task("-a", [])]), "spec.tasks[0].name"),
         "unknown-field": (manifest("bad", origin, [script_task("a", [])], maxParalel=2), "spec.maxParalel: unknown field"),
         "wrong-type": (manifest("bad", origin, [script_task("a", [])], maxParallel="many"), "spec.maxParallel"),
-        "no-repo": (manifest("bad", tmp_path / "missing", [script_task("a", [])]), "repo.url: cannot read repository"),
+        "no-repo": (manifest("bad", tmp_path / "missing", [script_task("a", [])]),
+                    f"repo.url: '{tmp_path / 'missing'}': {tmp_path / 'missing'} does not exist"),
+        "not-a-repo": (manifest("bad", tmp_path / "cache-not", [script_task("a", [])]),
+                       f"{tmp_path / 'cache-not'} is not a git repository"),
         "integration": (manifest("bad", origin, [script_task("a", [])], integrationBranch="braid/bad"),
                         "spec.integrationBranch"),
         "base-ref": ({**manifest("bad", origin, [script_task("a", [])])} | {
             "spec": {**manifest("bad", origin, [script_task("a", [])])["spec"],
                      "repo": {"url": str(origin), "baseRef": "nope"}}}, "repo.baseRef: 'nope'"),
     }
+    (tmp_path / "cache-not").mkdir()
     for name, (data, expected) in cases.items():
         result = ws.run(ws.write(data, f"{name}.yaml"))
         assert result.code == 2, (name, result.stderr)

@@ -121,7 +121,10 @@ class LocalRun:
         except PlanError as exc:
             raise InvalidRun(str(exc)) from None
         given = self.run.spec.repo.url
-        local_path = Path(self.url[len("file://"):]) if self.url.startswith("file://") else None
+        if self.url.startswith("file://"):
+            local_path: Path | None = Path(self.url[len("file://"):])
+        else:
+            local_path = Path(self.url) if self.url.startswith("/") else None
         if local_path is not None and not (local_path / "HEAD").is_file() and not (local_path / ".git").exists():
             what = "does not exist" if not local_path.exists() else "is not a git repository"
             raise InvalidRun(f"repo.url: {given!r}: {local_path} {what}")
