@@ -5,8 +5,8 @@ Each line names what uses it.
 # ruff: noqa: B018, F821
 # pydantic calls validators by decoration; fields below are serialized into status,
 # AgentTask status and the pod's termination message.
-_._no_credentials_in_url, _._valid_base_ref, _._fields_for_op, _._env_names, _._not_self_dependent
-_._valid_integration_branch, _._unique_names, _._integration_branch_apart, _._split
+_._valid_url, _._valid_base_ref, _._fields_for_op, _._env_names, _._not_self_dependent
+_._valid_integration_branch, _._commands_given, _._unique_names, _._integration_branch_apart, _._split
 _.observed_generation, _.changed_files_total, _.duration_seconds, _.annotations
 # kopf reads its OperatorSettings attributes (controller/main.py)
 _.progress_storage, _.diffbase_storage, _.finalizer, _.enabled, _.standalone, _.server_timeout, _.client_timeout

@@ -132,6 +132,30 @@ INVALID_RUNS = {
         run_with(tasks=[]),
         ["spec.tasks", "should have at least 1 items"],
     ),
+    "option in the repository URL": (
+        run_with(repo={"url": "--upload-pack=touch PWNED;://"}),
+        ["spec.repo.url", "must not begin with '-'"],
+    ),
+    "remote helper in the repository URL": (
+        run_with(repo={"url": "ext::sh -c touch% PWNED"}),
+        ["spec.repo.url", "<transport>::<address>"],
+    ),
+    "control character in the repository URL": (
+        run_with(repo={"url": "https://host/x\n.git"}),
+        ["spec.repo.url", "control characters"],
+    ),
+    "unsupported scheme": (
+        run_with(repo={"url": "ftp://host/x.git"}),
+        ["spec.repo.url", "the scheme must be one of"],
+    ),
+    "password in an ssh URL": (
+        run_with(repo={"url": "ssh://git:pw@host/x.git"}),
+        ["spec.repo.url", "must not contain credentials"],
+    ),
+    "integration branch HEAD": (
+        run_with(integrationBranch="HEAD"),
+        ["spec.integrationBranch", "not HEAD or a full ref name"],
+    ),
     "integration branch inside the task branches": (
         run_with(integrationBranch="braid/r1/tasks"),
         ["collides with the task branches"],

@@ -162,6 +162,8 @@ def test_bad_input_exits_2_and_creates_nothing(ws: Workspace, origin: Path, tmp_
                     f"repo.url: '{tmp_path / 'missing'}': {tmp_path / 'missing'} does not exist"),
         "not-a-repo": (manifest("bad", tmp_path / "cache-not", [script_task("a", [])]),
                        f"{tmp_path / 'cache-not'} is not a git repository"),
+        "option-url": (manifest("bad", "--upload-pack=touch PWNED;://", [script_task("a", [])]),
+                       "spec.repo.url: must not begin with '-'"),
         "integration": (manifest("bad", origin, [script_task("a", [])], integrationBranch="braid/bad"),
                         "spec.integrationBranch"),
         "base-ref": ({**manifest("bad", origin, [script_task("a", [])])} | {
@@ -175,6 +177,7 @@ def test_bad_input_exits_2_and_creates_nothing(ws: Workspace, origin: Path, tmp_
         lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
         assert len(lines) == 1 and expected in lines[0], (name, result.stderr)
     assert branches(origin) == before
+    assert not (Path.cwd() / "PWNED").exists() and not (tmp_path / "PWNED").exists()
     assert not ws.state.exists()
     assert not ws.cache.exists()
 

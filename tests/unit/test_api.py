@@ -64,7 +64,7 @@ def test_minimal_manifest_loads_with_defaults(tmp_path):
     assert spec.repo.base_ref == "main"
     assert spec.repo.credentials_secret is None
     assert spec.max_parallel == 4
-    assert spec.merge.order == "topological" and spec.merge.on_conflict == "continue"
+    assert spec.merge.on_conflict == "continue"
     assert spec.retry.limit == 2 and spec.retry.backoff_seconds == 30
     assert spec.task_timeout_seconds == 3600
     assert spec.suspend is False and spec.budget is None
@@ -96,7 +96,7 @@ spec:
   budget: {maxCostUSD: 25, maxTokens: 5000000}
   retry: {limit: 2, backoffSeconds: 30}
   taskTimeoutSeconds: 3600
-  merge: {order: topological, onConflict: stop}
+  merge: {onConflict: stop}
   tasks:
     - {name: schema, prompt: "Add a users table ...", paths: ["db/"]}
     - {name: api, prompt: "...", dependsOn: [schema], paths: ["api/"], agent: {backend: command, command: [aider]}}
@@ -274,7 +274,8 @@ def test_integration_branch_colliding_with_task_branches(tmp_path, branch):
 
 
 @pytest.mark.parametrize("url", ["https://user:pw@git.example.com/x.git", "https://token@git.example.com/x.git",
-                                 "http://user:pw@host/x.git"])
+                                 "http://user:pw@host/x.git", "ssh://git:pw@host/x.git", "git://token@host/x.git",
+                                 "file://token@/srv/x.git"])
 def test_repo_url_with_embedded_credentials(tmp_path, url):
     doc = manifest()
     doc["spec"]["repo"]["url"] = url
@@ -282,6 +283,37 @@ def test_repo_url_with_embedded_credentials(tmp_path, url):
     assert message.startswith("spec.repo.url: ")
     assert "credentials" in message and "credentialsSecret" in message
     assert "pw" not in message and "token" not in message  # the secret is not echoed back
+
+
+@pytest.mark.parametrize("url, problem", [
+    ("--upload-pack=touch PWNED;://", "must not begin with '-'"),
+    ("-uhost:x", "must not begin with '-'"),
+    ("ext::sh -c touch% PWNED", "<transport>::<address>"),
+    ("fd::17", "<transport>::<address>"),
+    ("https://host/x\x00.git", "control characters"),
+    ("https://host/x\n.git", "control characters"),
+    ("ftp://host/x.git", "scheme 'ftp' is not supported"),
+])
+def test_repo_urls_git_would_misread_are_rejected(tmp_path, url, problem):
+    doc = manifest()
+    doc["spec"]["repo"]["url"] = url
+    message = error_of(tmp_path, doc)
+    assert message.startswith("spec.repo.url: ") and problem in message, message
+
+
+@pytest.mark.parametrize("branch", ["HEAD", "refs/heads/x"])
+def test_integration_branch_must_be_a_branch_name(tmp_path, branch):
+    message = error_of(tmp_path, manifest(integrationBranch=branch))
+    assert message.startswith("spec.integrationBranch: ") and "not HEAD or a full ref name" in message, message
+
+
+def test_backend_command_without_a_command(tmp_path):
+    doc = manifest()
+    doc["spec"]["tasks"][0]["agent"] = {"backend": "command"}
+    message = error_of(tmp_path, doc)
+    assert message.startswith("spec.tasks[0].agent.command: ") and "no command" in message, message
+    doc["spec"]["agent"] = {"command": ["claude", "-p"]}
+    assert load(tmp_path, doc).spec.agent_for(load(tmp_path, doc).spec.tasks[0]).command == ["claude", "-p"]
 
 
 def test_base_ref_starting_with_dash(tmp_path):

@@ -57,7 +57,51 @@ def ref_name_problem(name: str) -> str | None:
         return "no path component may begin with '.' or end with '.lock'"
     if name == "@" or "@{" in name:
         return "must not be '@' or contain '@{'"
+    if name == "HEAD" or name.startswith("refs/"):
+        return "must be a branch name, not HEAD or a full ref name (refs/...)"
     return None
+
+
+URL_SCHEMES = ("https", "http", "ssh", "git", "file")
+# git reads `<transport>::<address>` as "run the remote helper git-remote-<transport>"
+TRANSPORT_PATTERN = r"^[A-Za-z][A-Za-z0-9+.-]*::"
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` is not a repository URL braid hands to git, or None.
+
+    git must not be able to read it as an option, a remote helper to run, or a place
+    to keep a secret: credentials go in repo.credentialsSecret, never in the URL.
+    """
+    if any(ord(c) < 32 or ord(c) == 127 for c in url):
+        return "must not contain control characters"
+    if url.startswith("-"):
+        return "must not begin with '-'"
+    if re.match(TRANSPORT_PATTERN, url):
+        return "must not use git's <transport>::<address> form (it runs a remote helper); use https://, ssh://, git:// or file://"
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return None  # user@host:path (ssh) or, in local mode, a path
+    if scheme.lower() not in URL_SCHEMES:
+        return f"scheme {scheme!r} is not supported; use one of {', '.join(URL_SCHEMES)}"
+    authority = rest.split("/", 1)[0]
+    userinfo = authority.rpartition("@")[0] if "@" in authority else None
+    if userinfo is not None and (":" in userinfo or scheme.lower() in ("http", "https", "file", "git")):
+        return "must not contain credentials; put them in repo.credentialsSecret"
+    return None
+
+
+# CEL mirror of url_problem for the API server.
+URL_CEL = [
+    {"rule": r"!self.matches('[\\x00-\\x1f\\x7f]')", "message": "must not contain control characters"},
+    {"rule": "!self.startsWith('-')", "message": "must not begin with '-'"},
+    {"rule": f"!self.matches('{TRANSPORT_PATTERN}')",
+     "message": "must not use git's <transport>::<address> form (it runs a remote helper)"},
+    {"rule": "!self.contains('://') || self.matches('^(?i)(https?|ssh|git|file)://')",
+     "message": f"the scheme must be one of {', '.join(URL_SCHEMES)}"},
+    {"rule": "!self.matches('^[A-Za-z]+://[^/@]*:[^/@]*@') && !self.matches('^(?i)(https?|file|git)://[^/]*@')",
+     "message": "must not contain credentials; put them in repo.credentialsSecret"},
+]
 
 
 # CEL mirror of ref_name_problem for the API server (RE2 has no look-ahead, so
@@ -75,6 +119,8 @@ REF_NAME_CEL = [
         "rule": "!self.startsWith('.') && !self.contains('/.') && !self.contains('.lock/')",
         "message": "no path component may begin with '.' or end with '.lock'",
     },
+    {"rule": "self != 'HEAD' && !self.startsWith('refs/')",
+     "message": "must be a branch name, not HEAD or a full ref name (refs/...)"},
 ]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -13,11 +12,13 @@ from .common import (
     REF_NAME_CEL,
     RUN_NAME_MAX,
     TASK_NAME_MAX,
+    URL_CEL,
     Model,
     default_integration_branch,
     ref_name_problem,
     refs_collide,
     task_branch,
+    url_problem,
 )
 from .status import ParallelRunStatus
 
@@ -33,6 +34,7 @@ class RepoSpec(Model):
         min_length=1,
         max_length=2048,
         description="Git URL of the repository (https://, ssh://, git://, file:// or, in local mode, a path).",
+        json_schema_extra={"x-kubernetes-validations": URL_CEL},
     )
     base_ref: str = Field(
         "main",
@@ -49,10 +51,9 @@ class RepoSpec(Model):
 
     @field_validator("url")
     @classmethod
-    def _no_credentials_in_url(cls, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme in ("http", "https") and (parts.username or parts.password):
-            raise ValueError("must not contain credentials; put them in repo.credentialsSecret")
+    def _valid_url(cls, url: str) -> str:
+        if problem := url_problem(url):
+            raise ValueError(problem)
         return url
 
     @field_validator("base_ref")
@@ -167,7 +168,6 @@ class RetryPolicy(Model):
 
 
 class MergeSpec(Model):
-    order: Literal["topological"] = Field("topological", description="Dependencies first, ties by task name.")
     on_conflict: Literal["continue", "stop"] = Field(
         "continue", description="continue: skip a conflicting task and go on; stop: stop at the first conflict."
     )
@@ -288,6 +288,15 @@ class ParallelRun(Model):
     metadata: ObjectMeta
     spec: ParallelRunSpec
     status: ParallelRunStatus | None = None
+
+    @model_validator(mode="after")
+    def _commands_given(self) -> ParallelRun:
+        for i, task in enumerate(self.spec.tasks):
+            agent = self.spec.agent_for(task)
+            if agent.effective_backend == "command" and not agent.command:
+                raise ValueError(f"spec.tasks[{i}].agent.command: task {task.name!r} uses backend command "
+                                 "but gives no command (the agent CLI's argv, here or in spec.agent)")
+        return self
 
     @model_validator(mode="after")
     def _integration_branch_apart(self) -> ParallelRun:
