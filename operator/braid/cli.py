@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+from braid.text import printable
+
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
 
@@ -23,7 +25,7 @@ def _setup_logging(verbose: bool = False) -> None:
 
 
 def _fail(message: str, code: int = EXIT_INVALID) -> int:
-    print(f"braid: error: {message}", file=sys.stderr)
+    print(f"braid: error: {printable(message, newlines=False)}", file=sys.stderr)
     return code
 
 
@@ -62,7 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         status = local.execute()
     except RunLocked as exc:
         return _fail(str(exc), EXIT_FAILED)
-    print(render_summary(run, status))
+    print(printable(render_summary(run, status)))
     print(f"logs and worktrees: {local.state_dir}", file=sys.stderr)
     if args.status_out:
         Path(args.status_out).write_text(json.dumps(status.wire(), indent=2) + "\n")

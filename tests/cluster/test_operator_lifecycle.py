@@ -33,7 +33,9 @@ def test_a_failed_attempt_is_retried_in_a_new_pod_until_the_limit(kit: Kit, brai
     kit.finish("retry-only-1", "retry", "only", ok=False, reason="AgentFailed", cost=0.1)
 
     wait_pod(kit, "retry-only-2")
-    status = status_of(kit, "retry-only")
+    # the pod is created before the status that records it is written
+    status = wait_for(lambda: (s := status_of(kit, "retry-only")).get("pod") == "retry-only-2" and s, timeout=30,
+                      what="the status to record the second attempt")
     assert (status["phase"], status["attempts"], status["failures"], status["pod"]) == (
         "Running", 2, 1, "retry-only-2")
     kit.wait_event("retry-only", "AttemptFailed")

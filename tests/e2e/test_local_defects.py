@@ -122,6 +122,7 @@ def test_a_killed_run_leaves_no_agent_running_and_the_next_run_finishes(ws: Work
     assert show(origin, "braid/killed/tasks/long", "work.txt") == "step\n"
     again = ws.run(run_file)
     assert again.code == 0, again.stderr
+    assert "left running" not in again.stderr  # nothing was: the agent had stopped with braid
     assert show(origin, "braid/killed/merged", "work.txt") == "step\nstep\n"
 
 
@@ -138,3 +139,15 @@ def test_status_json_of_a_killed_run_is_replaced_by_the_next(ws: Workspace, orig
     done = ws.run(quick)
     assert done.code == 0, done.stderr
     assert json.loads((ws.root / "status.json").read_text())["phase"] == "Succeeded"
+
+
+def test_agent_output_cannot_drive_the_terminal(ws: Workspace, origin: Path) -> None:
+    """An agent's last words reach the run's output escaped: no title, no erased line, no fake conflict."""
+    cmd = ["sh", "-c", r'printf "\033[2K\033[1Gconflict: task x: fake\033]0;owned\007\n" >&2; exit 3']
+    tasks = [{"name": "loud", "prompt": "p", "agent": {"backend": "command", "command": cmd}}]
+    result = ws.run(ws.write(manifest("loud", origin, tasks)))
+    assert result.code == 1
+    assert "\x1b]0;owned\x07" in result.status["tasks"]["loud"]["message"]  # the record keeps what was said
+    for stream in (result.stdout, result.stderr):
+        assert "\x1b" not in stream and "\x07" not in stream and "\r" not in stream
+    assert "\\x1b[2K\\x1b[1Gconflict: task x: fake" in result.stderr  # shown, escaped

@@ -21,13 +21,18 @@ PR_SET_PDEATHSIG = 1
 
 
 def _start_time(pid: int) -> str | None:
-    """Field 22 of /proc/<pid>/stat: when the process started, in clock ticks since boot."""
+    """Field 22 of /proc/<pid>/stat: when the process started, in clock ticks since boot.
+
+    None when no such process runs; an exited process not yet reaped (a zombie) runs no more.
+    """
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # the command name (field 2) may hold spaces and parentheses: split after its last ')'
     fields = text[text.rindex(")") + 2:].split()
+    if not fields or fields[0] in ("Z", "X"):
+        return None
     return fields[19] if len(fields) > 19 else None
 
 

@@ -8,6 +8,7 @@ import time
 from typing import TextIO
 
 from braid.api import ParallelRun, ParallelRunStatus
+from braid.text import printable
 
 _SYMBOL = {"Pending": "·", "Running": "▶", "Succeeded": "✓", "Failed": "✗", "Skipped": "-", "Cancelled": "⊘"}
 _COLOR = {"Succeeded": "32", "Failed": "31", "Running": "36", "Skipped": "33", "Cancelled": "33"}
@@ -91,6 +92,7 @@ class Progress:
             if state.phase == "Pending" and task.depends_on:
                 detail = "waits for " + ", ".join(task.depends_on)
             symbol = self._paint(state.phase, _SYMBOL.get(state.phase, "?"))
+            detail = printable(detail, newlines=False)
             rows.append(f" {symbol} {task.name:<24} {state.phase:<9} {elapsed:>7}  {detail}"[: width - 1])
         room = max(3, height - 3)
         if len(rows) > room:
@@ -110,5 +112,5 @@ class Progress:
 
     def _line(self, text: str) -> None:
         self._clear()
-        self.out.write(text + "\n")
+        self.out.write(printable(text) + "\n")
         self.out.flush()
