@@ -29,7 +29,9 @@ test-latest:
 	$(UV) venv --quiet --python $(PYTHON) $(LATEST)
 	$(UV) pip install --quiet --python $(LATEST)/bin/python --upgrade --no-cache -e '.[test,dev]'
 	hack/build-k8s.sh $(K8S_BINARIES) >/dev/null
-	PATH="$(CURDIR)/$(LATEST)/bin:$$PATH" $(LATEST)/bin/python -m pytest
+	# this venv is meant to differ from uv.lock: the check that it matches does not apply
+	PATH="$(CURDIR)/$(LATEST)/bin:$$PATH" $(LATEST)/bin/python -m pytest \
+	  --deselect tests/unit/test_lock.py::test_this_environment_runs_the_locked_versions
 
 # Re-resolve uv.lock to the newest allowed versions and export the images' list.
 lock:
