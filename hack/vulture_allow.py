@@ -12,3 +12,6 @@ _.observed_generation, _.changed_files_total, _.duration_seconds, _.annotations
 _.progress_storage, _.diffbase_storage, _.finalizer, _.enabled, _.standalone, _.server_timeout, _.client_timeout
 # prometheus_client calls a registered collector's collect()
 _.collect
+# http.server reads these of a server and its request handler (confine/proxy.py)
+_.daemon_threads, _.server_version, _.log_message, _.close_connection
+_.do_GET, _.do_POST, _.do_PUT, _.do_DELETE, _.do_PATCH

@@ -54,6 +54,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         credentials_dir=_path(args.credentials_dir),
         api_key_file=_path(args.api_key_file),
         progress=False if args.no_progress else None,
+        sandbox=args.sandbox,
+        shared=[Path(p).expanduser().absolute() for p in args.share or []],
     )
     local = LocalRun(run, options)
     try:
@@ -117,10 +119,15 @@ def cmd_agent_run(args: argparse.Namespace) -> int:
     cancel = install_cancel_handlers()
     api_key = args.api_key_file or os.environ.get("BRAID_API_KEY_FILE")
     paths = RunnerPaths(
-        workdir=Path(args.workdir),
-        cache_dir=Path(args.cache_dir),
+        workdir=Path(args.workdir).absolute(),
+        cache_dir=Path(args.cache_dir).absolute(),
         credentials_dir=_path(args.credentials_dir or os.environ.get("BRAID_GIT_CREDENTIALS_DIR")),
         api_key_file=_path(api_key) if api_key and Path(api_key).exists() else None,
+        # the launcher writes the key on stdin, so it is in no file, argument or environment
+        api_key=sys.stdin.readline().strip() if args.api_key_stdin else None,
+        sandbox=args.sandbox == "bwrap",
+        hidden=[Path(p).absolute() for p in args.hide or []],
+        shared=[Path(p).absolute() for p in args.share or []],
     )
     result = run_task(spec, paths, cancel)
     text = result.compact_json()
@@ -207,6 +214,11 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--credentials-dir", metavar="DIR", help="git credentials: username+password or ssh-privatekey")
     r.add_argument("--api-key-file", metavar="FILE", help="file holding the Anthropic API key")
     r.add_argument("--no-progress", action="store_true", help="plain lines instead of the live table")
+    r.add_argument("--sandbox", choices=("auto", "bwrap", "none"), default="auto",
+                   help="confine agents with bubblewrap: auto (when it works here, loudly without), "
+                        "bwrap (required), none (unconfined)")
+    r.add_argument("--share", action="append", metavar="DIR",
+                   help="a directory every sandboxed agent may read and write, e.g. a package cache (repeatable)")
     r.set_defaults(func=cmd_run)
 
     v = sub.add_parser("validate", help="check a ParallelRun file without running it")
@@ -220,6 +232,11 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--result", metavar="PATH", help="also write the result JSON here (e.g. /dev/termination-log)")
     a.add_argument("--credentials-dir", metavar="DIR")
     a.add_argument("--api-key-file", metavar="FILE")
+    a.add_argument("--api-key-stdin", action="store_true", help="read the API key from the first line of stdin")
+    a.add_argument("--sandbox", choices=("bwrap", "none"), default="none",
+                   help="run the agent's processes in a bubblewrap sandbox (local mode)")
+    a.add_argument("--hide", action="append", metavar="PATH", help="a path the sandbox hides (repeatable)")
+    a.add_argument("--share", action="append", metavar="DIR", help="a directory the sandbox lets the agent write")
     a.add_argument("-v", "--verbose", action="store_true")
     a.set_defaults(func=cmd_agent_run)
 

@@ -94,9 +94,9 @@ class Workspace:
                 "--cache-dir", str(self.cache), "--state-dir", str(self.state),
                 "--status-out", str(self.root / "status.json")]
 
-    def run(self, run_file: Path, timeout: float = 120) -> Outcome:
+    def run(self, run_file: Path, *options: str, timeout: float = 120) -> Outcome:
         (self.root / "status.json").unlink(missing_ok=True)
-        proc = subprocess.run(self.argv(run_file), capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.run([*self.argv(run_file), *options], capture_output=True, text=True, timeout=timeout, check=False)
         status_path = self.root / "status.json"
         status = json.loads(status_path.read_text()) if status_path.exists() else None
         return Outcome(proc.returncode, proc.stdout, proc.stderr, status)

@@ -104,20 +104,20 @@ def test_a_second_run_of_the_same_state_is_refused(ws: Workspace, origin: Path, 
 
 def test_a_killed_run_leaves_no_agent_running_and_the_next_run_finishes(ws: Workspace, origin: Path,
                                                                         tmp_path: Path) -> None:
-    flag = tmp_path / "slow-once"
-    flag.write_text("x")
-    cmd = ["sh", "-c", 'echo step >> work.txt; if [ -e "$FLAG" ]; then rm "$FLAG"; sleep 120; fi']
+    mark = f"braid-test-{os.getpid()}-{time.monotonic_ns()}"
+    # slow the first time only: a resumed attempt finds the first line already pushed
+    cmd = ["sh", "-c", 'echo step >> work.txt; if [ "$(wc -l < work.txt)" -eq 1 ]; then sleep 120; fi']
     tasks = [{"name": "long", "prompt": "p", "agent": {"backend": "command", "command": cmd,
-                                                      "env": {"FLAG": str(flag)}}}]
+                                                      "env": {"MARK": mark}}}]
     run_file = ws.write(manifest("killed", origin, tasks))
     braid = subprocess.Popen(ws.argv(run_file), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for("the agent to start", lambda: not flag.exists())
+    wait_for("the agent to start", lambda: (ws.state / "work" / "long" / "work.txt").exists())
     os.kill(braid.pid, signal.SIGKILL)
     braid.wait(timeout=10)
     wait_for("the agents to stop", lambda: not agents_of(ws), timeout=30)
     sleepers = subprocess.run(["pgrep", "-f", "sleep 120"], capture_output=True, text=True).stdout.split()
     assert not [p for p in sleepers if Path(f"/proc/{p}/environ").exists()
-                and str(flag).encode() in Path(f"/proc/{p}/environ").read_bytes()], "the agent outlived braid"
+                and mark.encode() in Path(f"/proc/{p}/environ").read_bytes()], "the agent outlived braid"
     # what the killed attempt wrote was pushed on its way out, and the next run resumes from it
     assert show(origin, "braid/killed/tasks/long", "work.txt") == "step\n"
     again = ws.run(run_file)

@@ -131,7 +131,7 @@ def test_never_more_than_max_parallel_and_no_batches(ws: Workspace, origin: Path
 
     # a -> c is short; b is long. c must start while b still runs (no batch barrier).
     tasks = [task("a", "0.2"), task("b", "3"), task("c", "0.2", ["a"]), task("d", "0.2"), task("e", "0.2")]
-    result = ws.run(ws.write(manifest("par", origin, tasks, maxParallel=2)))
+    result = ws.run(ws.write(manifest("par", origin, tasks, maxParallel=2)), "--share", str(tmp_path))
     assert result.code == 0, result.stderr + result.stdout
     running, peak, order = set(), 0, []
     for line in log.read_text().splitlines():
@@ -233,11 +233,9 @@ def test_running_the_same_file_again_resumes_safely(ws: Workspace, origin: Path)
 
 
 def test_rerun_after_a_failure_retries_from_the_pushed_branch(ws: Workspace, origin: Path, tmp_path: Path) -> None:
-    flag = tmp_path / "fail-once"
-    flag.write_text("x")
-    cmd = ["sh", "-c", 'echo work >> work.txt; if [ -e "$FLAG" ]; then rm "$FLAG"; exit 3; fi']
-    tasks = [{"name": "flaky", "prompt": "p", "agent": {"backend": "command", "command": cmd,
-                                                       "env": {"FLAG": str(flag)}}}]
+    # fails the first time only: a resumed attempt finds the first line already pushed
+    cmd = ["sh", "-c", 'echo work >> work.txt; if [ "$(wc -l < work.txt)" -eq 1 ]; then exit 3; fi']
+    tasks = [{"name": "flaky", "prompt": "p", "agent": {"backend": "command", "command": cmd}}]
     run_file = ws.write(manifest("flaky", origin, tasks))
     first = ws.run(run_file)
     assert first.code == 1
@@ -251,11 +249,9 @@ def test_rerun_after_a_failure_retries_from_the_pushed_branch(ws: Workspace, ori
 
 
 def test_retry_limit_retries_within_one_run(ws: Workspace, origin: Path, tmp_path: Path) -> None:
-    flag = tmp_path / "fail-once"
-    flag.write_text("x")
-    cmd = ["sh", "-c", 'if [ -e "$FLAG" ]; then rm "$FLAG"; exit 3; fi; echo ok > ok.txt']
-    tasks = [{"name": "flaky", "prompt": "p", "agent": {"backend": "command", "command": cmd,
-                                                       "env": {"FLAG": str(flag)}}}]
+    # the failed attempt's partial work (.tried) is pushed, and the retry resumes from it
+    cmd = ["sh", "-c", 'if [ ! -e .tried ]; then touch .tried; exit 3; fi; echo ok > ok.txt']
+    tasks = [{"name": "flaky", "prompt": "p", "agent": {"backend": "command", "command": cmd}}]
     data = manifest("retry", origin, tasks)
     data["spec"]["retry"] = {"limit": 1, "backoffSeconds": 0}
     result = ws.run(ws.write(data))

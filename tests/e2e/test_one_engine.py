@@ -104,13 +104,12 @@ def ws(tmp_path: Path) -> Workspace:
 def test_a_local_run_and_a_cluster_run_of_the_same_spec_end_in_the_same_status(ws: Workspace,
                                                                                 tmp_path: Path) -> None:
     origin = make_origin(tmp_path / "origin", {"README.md": "# app\n\nTBD\n"})
-    flaky_state = tmp_path / "flaky-ran-once"
     tasks = [
         script_task("schema", [write("db/schema.sql", "CREATE TABLE users (id INT);\n")]),
         script_task("models", [write("app/models.py", "class User: ...\n")], ["schema"]),
         # fails on its first attempt only, then succeeds: a retry
         {"name": "flaky", "prompt": "p", "agent": {"backend": "command", "command": [
-            "sh", "-c", f"if [ -e {flaky_state} ]; then echo ok > flaky.txt; else touch {flaky_state}; exit 3; fi"]}},
+            "sh", "-c", "if [ -e .tried ]; then echo ok > flaky.txt; else touch .tried; exit 3; fi"]}},
         script_task("broken", [{"op": "fail", "message": "cannot do it"}]),
         script_task("after-broken", [write("x.txt", "x\n")], ["broken"]),
         script_task("docs-a", [{"op": "replace", "path": "README.md", "old": "TBD", "new": "Version A"}]),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from braid.agents import AgentContext, AgentError, get_agent
+from braid.agents import AgentContext, AgentError, ModelAccess, get_agent
 from braid.agents.command import CommandAgent
 from braid.agents.paths import OutsideWorktree, resolve_inside
 from braid.agents.script import ScriptAgent
@@ -224,9 +224,7 @@ def test_command_gets_a_minimal_environment(workdir, monkeypatch, tmp_path):
     monkeypatch.setenv("SECRET_TOKEN", "tok-123-do-not-leak")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-do-not-leak")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-do-not-leak")
-    key_file = tmp_path / "api-key"
-    key_file.write_text("sk-from-file")
-    ctx = command_ctx(workdir, ["sh", "-c", "env > env.txt"], env={"MY_SETTING": "on"}, api_key_file=key_file)
+    ctx = command_ctx(workdir, ["sh", "-c", "env > env.txt"], env={"MY_SETTING": "on"})
     assert CommandAgent().run(ctx).ok
     text = (workdir / "env.txt").read_text()
     env = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
@@ -234,9 +232,16 @@ def test_command_gets_a_minimal_environment(workdir, monkeypatch, tmp_path):
     assert "SECRET_TOKEN" not in env and "ANTHROPIC_API_KEY" not in env
     assert env["BRAID_TASK"] == "t1" and env["BRAID_RUN"] == "r1"
     assert env["MY_SETTING"] == "on"
-    assert env["BRAID_API_KEY_FILE"] == str(key_file)
-    assert "sk-from-file" not in text
     assert env.get("PATH")
+
+
+def test_a_command_agent_gets_the_proxy_and_a_placeholder(workdir):
+    access = ModelAccess("http://127.0.0.1:4242", "braid-placeholder-0123")
+    ctx = command_ctx(workdir, ["sh", "-c", "env > env.txt"], env={"ANTHROPIC_BASE_URL": "https://elsewhere"},
+                      model=access)
+    assert CommandAgent().run(ctx).ok
+    env = dict(line.split("=", 1) for line in (workdir / "env.txt").read_text().splitlines() if "=" in line)
+    assert env["ANTHROPIC_BASE_URL"] == access.url and env["ANTHROPIC_API_KEY"] == access.key
 
 
 def test_command_non_zero_exit_reports_the_last_line(workdir):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from braid.agents import AgentContext, AgentError, get_agent
 from braid.agents.anthropic import AnthropicAgent
 from braid.agents.anthropic.prompt import SYSTEM_PROMPT
 from braid.api import AgentSpec, Budget
+from braid.gitops import Secrets
+from braid.runner.run import RunnerPaths, model_access, model_upstream, read_api_key
 from gitrepos import GitRepo, make_repo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -58,7 +61,16 @@ def context(repo: GitRepo, **agent: object) -> AgentContext:
 
 
 def run(ctx: AgentContext):
-    return get_agent("anthropic").run(ctx)
+    """Run the backend as the runner does: through braid's key-injecting proxy, when a key is set."""
+    key = os.environ.get("ANTHROPIC_API_KEY")
+    if ctx.model is not None or not key:
+        return get_agent("anthropic").run(ctx)
+    with model_access(key, model_upstream(ctx.agent.env), Secrets.of({"API key": key})) as access:
+        ctx.model = access
+        try:
+            return get_agent("anthropic").run(ctx)
+        finally:
+            ctx.model = None
 
 
 def tool_results(request: Recorded) -> list[dict]:
@@ -432,48 +444,40 @@ def test_a_missing_key_is_an_agent_error(messages_api: MessagesAPI, repo: GitRep
     assert caught.value.reason == "MissingAPIKey"
 
 
-def test_the_key_file_wins_over_the_environment(messages_api: MessagesAPI, repo: GitRepo, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-from-env")
+def test_the_key_file_wins_over_the_stdin_key(tmp_path: Path) -> None:
     key_file = tmp_path / "api-key"
     key_file.write_text(FAKE_API_KEY + "\n")
-    messages_api.queue(reply(text("done")))
-    ctx = context(repo)
-    ctx.api_key_file = key_file
-    assert run(ctx).ok
+    assert read_api_key(RunnerPaths(tmp_path, tmp_path, api_key_file=key_file, api_key="sk-ant-other")) == FAKE_API_KEY
+    assert read_api_key(RunnerPaths(tmp_path, tmp_path, api_key="  sk-ant-given\n")) == "sk-ant-given"
+    assert read_api_key(RunnerPaths(tmp_path, tmp_path)) is None
     empty = tmp_path / "empty"
     empty.write_text("\n")
-    ctx.api_key_file = empty
     with pytest.raises(AgentError) as caught:
-        run(ctx)
+        read_api_key(RunnerPaths(tmp_path, tmp_path, api_key_file=empty))
     assert caught.value.reason == "MissingAPIKey" and FAKE_API_KEY not in str(caught.value)
 
 
-def test_the_key_never_leaks(api: MessagesAPI, repo: GitRepo, tmp_path: Path,
-                             caplog: pytest.LogCaptureFixture) -> None:
-    key_file = tmp_path / "api-key"
-    key_file.write_text(FAKE_API_KEY)
+def test_the_key_never_leaks(api: MessagesAPI, repo: GitRepo, caplog: pytest.LogCaptureFixture) -> None:
     (repo.path / "notes.txt").write_text(f"someone pasted {FAKE_API_KEY} here\n")
     api.queue(
         error(429, headers={"retry-after-ms": "10"}),
-        reply(tool_use("run_command", {"command": "env; echo \"key file: $BRAID_API_KEY_FILE\""}),
-              tool_use("read_file", {"path": "notes.txt"})),
+        reply(tool_use("run_command", {"command": "env"}), tool_use("read_file", {"path": "notes.txt"})),
         reply(text(f"Done; the key is {FAKE_API_KEY}")),
     )
     ctx = context(repo)
-    ctx.api_key_file = key_file
+    ctx.redact = Secrets.of({"API key": FAKE_API_KEY}).redact
     with caplog.at_level(logging.DEBUG):
         outcome = run(ctx)
     assert outcome.ok
 
     env_result, notes = tool_results(api.message_requests[-1])
     assert "BRAID_TASK=schema" in env_result["content"]
-    assert "ANTHROPIC" not in env_result["content"] and str(key_file) not in env_result["content"]
+    assert "ANTHROPIC" not in env_result["content"] and "braid-placeholder" not in env_result["content"]
     assert notes["content"] == "     1\tsomeone pasted [REDACTED] here"
     for request in api.message_requests:
-        # only in the one header that authenticates (the SDK sends x-api-key or a bearer token)
+        # only in the header that authenticates, which braid's proxy put there
         auth = {k: v for k, v in request.headers.items() if FAKE_API_KEY in v}
-        assert auth in ({"x-api-key": FAKE_API_KEY}, {"authorization": f"Bearer {FAKE_API_KEY}"})
+        assert auth == {"x-api-key": FAKE_API_KEY}
         assert FAKE_API_KEY.encode() not in request.raw
     assert FAKE_API_KEY not in caplog.text
     assert FAKE_API_KEY not in json.dumps([outcome.summary, outcome.message, outcome.usage.wire()])

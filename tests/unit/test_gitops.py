@@ -27,6 +27,7 @@ from braid.gitops import (
     open_workspace,
     prepare_branch,
     push_branch,
+    reset_git_dir,
     resolve_base,
 )
 from gitrepos import GIT_ENV, GitRepo, make_repo, pack_files
@@ -233,7 +234,7 @@ def test_pushed_branch_is_resumed(tmp_path, origin, cache):
     ws = workspace(tmp_path, cache, origin)
     first = prepare_branch(ws, tb("a"), "main", [])
     (ws.path / "half.txt").write_text("half done\n")
-    assert commit_all(ws, "a\n\npartial")
+    assert commit_all(ws, "a\n\npartial").made
     pushed = push_branch(ws, tb("a"), first.lease)
     assert origin.rev(tb("a")) == pushed
 
@@ -243,7 +244,7 @@ def test_pushed_branch_is_resumed(tmp_path, origin, cache):
     assert again.resumed and again.lease == pushed and again.start == pushed
     assert (ws2.path / "half.txt").read_text() == "half done\n"
     (ws2.path / "rest.txt").write_text("rest\n")
-    commit_all(ws2, "a\n\nthe rest")
+    assert commit_all(ws2, "a\n\nthe rest").made
     assert push_branch(ws2, tb("a"), again.lease) == origin.rev(tb("a"))
     assert origin.show(tb("a"), "half.txt") == "half done\n"
     assert origin.show(tb("a"), "rest.txt") == "rest\n"
@@ -267,12 +268,12 @@ def test_resumed_branch_picks_up_a_dependency_that_moved(tmp_path, origin, cache
 def test_commit_all_stages_additions_changes_and_deletions(tmp_path, origin, cache):
     ws = workspace(tmp_path, cache, origin)
     start = prepare_branch(ws, tb("a"), "main", []).start
-    assert commit_all(ws, "nothing") is False
+    assert commit_all(ws, "nothing").made is False
     (ws.path / "new" / "deep").mkdir(parents=True)
     (ws.path / "new/deep/file.txt").write_text("n\n")
     (ws.path / "app.py").write_text("x = 42\n")
     (ws.path / "README.md").unlink()
-    assert commit_all(ws, "a\n\nbody line\n") is True
+    assert commit_all(ws, "a\n\nbody line\n").made is True
     repo = GitRepo(ws.path)
     assert repo.message("HEAD").splitlines()[0] == "a"
     assert repo.parents("HEAD") == [start]
@@ -281,21 +282,100 @@ def test_commit_all_stages_additions_changes_and_deletions(tmp_path, origin, cac
     assert author == "braid <braid@localhost>"
 
 
-def test_commit_all_skips_hooks(tmp_path, origin, cache):
+def plant(ws: Repo, flags: Path) -> list[str]:
+    """What an agent could leave under .git for braid's git to run: each program touches a flag file."""
+    flags.mkdir()
+    names = []
+
+    def program(name: str) -> str:
+        path = flags.parent / f"{name}.sh"
+        path.write_text(f"#!/bin/sh\ntouch {flags / name}\ncat\n")
+        path.chmod(0o755)
+        names.append(name)
+        return str(path)
+
+    hooks = ws.path / ".git/hooks"
+    hooks.mkdir(parents=True, exist_ok=True)
+    for hook in ("pre-commit", "prepare-commit-msg", "commit-msg", "post-commit", "pre-push", "reference-transaction",
+                 "post-index-change", "pre-auto-gc"):
+        (hooks / hook).write_text(f"#!/bin/sh\ntouch {flags / hook}\n")
+        (hooks / hook).chmod(0o755)
+        names.append(hook)
+    other_hooks = flags.parent / "other-hooks"
+    other_hooks.mkdir()
+    (other_hooks / "pre-commit").write_text(f"#!/bin/sh\ntouch {flags / 'hooksPath'}\n")
+    (other_hooks / "pre-commit").chmod(0o755)
+    names.append("hooksPath")
+    included = flags.parent / "included.cfg"
+    included.write_text(f"[core]\n\tsshCommand = {program('included-ssh')}\n")
+    with (ws.path / ".git/config").open("a") as fh:
+        fh.write(f"[core]\n\tfsmonitor = {program('fsmonitor')}\n\thooksPath = {other_hooks}\n"
+                 f"[filter \"evil\"]\n\tclean = {program('clean-filter')}\n\tsmudge = {program('smudge')}\n"
+                 f"[diff \"evil\"]\n\ttextconv = {program('textconv')}\n"
+                 f"[alias]\n\tadd = !{program('alias')}\n\tcommit = !{program('alias')}\n"
+                 f"[include]\n\tpath = {included}\n")
+    (ws.path / ".git/info").mkdir(exist_ok=True)
+    (ws.path / ".git/info/attributes").write_text("* filter=evil diff=evil\n")
+    (ws.path / ".gitattributes").write_text("*.txt filter=evil diff=evil\n")
+    return names
+
+
+def test_braid_git_runs_nothing_an_agent_planted_under_dot_git(tmp_path, origin, cache):
+    url = str(origin.path)
+    cached = cache.update(url)
+    ws = open_workspace(tmp_path / "ws", cached, url)
+    p = prepare_branch(ws, tb("a"), "main", [])
+    flags = tmp_path / "flags"
+    planted = plant(ws, flags)
+    (ws.path / "x.txt").write_text("the agent's work\n")
+
+    restored = reset_git_dir(ws, cached, url)
+    assert {"config", "hooks", "info/attributes"} <= set(restored)
+    assert commit_all(ws, "a").made
+    commit = push_branch(ws, tb("a"), p.lease)
+
+    assert sorted(f.name for f in flags.iterdir()) == [], f"braid's git ran planted programs (of {planted})"
+    assert origin.show(tb("a"), "x.txt") == "the agent's work\n"  # no clean filter touched it
+    assert origin.rev(tb("a")) == commit
+
+
+def test_hooks_and_fsmonitor_never_run_even_before_the_git_dir_is_reset(tmp_path, origin, cache):
     ws = workspace(tmp_path, cache, origin)
-    prepare_branch(ws, tb("a"), "main", [])
-    hook = ws.path / ".git/hooks/pre-commit"
-    hook.write_text("#!/bin/sh\nexit 1\n")
-    hook.chmod(0o755)
+    p = prepare_branch(ws, tb("a"), "main", [])
+    flags = tmp_path / "flags"
+    plant(ws, flags)
     (ws.path / "x.txt").write_text("x\n")
-    assert commit_all(ws, "a") is True
+    assert commit_all(ws, "a").made
+    push_branch(ws, tb("a"), p.lease)
+    ran = {f.name for f in flags.iterdir()}
+    assert not ran & {"pre-commit", "commit-msg", "post-commit", "pre-push", "reference-transaction", "hooksPath",
+                      "fsmonitor", "alias", "post-index-change"}
+
+
+def test_paths_git_refuses_are_left_out_and_the_rest_is_committed(tmp_path, origin, cache):
+    ws = workspace(tmp_path, cache, origin)
+    p = prepare_branch(ws, tb("a"), "main", [])
+    for bad in (".GIT/config", "sub/.Git/hooks/pre-commit", "deep/er/.gIT"):
+        (ws.path / bad).parent.mkdir(parents=True, exist_ok=True)
+        (ws.path / bad).write_text("planted\n")
+    (ws.path / "work.py").write_text("print('real work')\n")
+    (ws.path / "sub/kept.txt").write_text("kept\n")
+    (ws.path / "app.py").unlink()
+    committed = commit_all(ws, "a")
+    assert committed.made
+    assert sorted(committed.left_out) == [".GIT/config", "deep/er/.gIT", "sub/.Git/hooks/pre-commit"]
+    push_branch(ws, tb("a"), p.lease)
+    assert origin.show(tb("a"), "work.py") == "print('real work')\n"
+    assert origin.show(tb("a"), "sub/kept.txt") == "kept\n"
+    files = origin.git("ls-tree", "-r", "--name-only", tb("a")).splitlines()
+    assert "app.py" not in files and not [f for f in files if ".git" in f.lower()]
 
 
 def test_push_with_empty_lease_creates_the_branch(tmp_path, origin, cache):
     ws = workspace(tmp_path, cache, origin)
     p = prepare_branch(ws, tb("a"), "main", [])
     (ws.path / "a.txt").write_text("a\n")
-    commit_all(ws, "a")
+    assert commit_all(ws, "a").made
     commit = push_branch(ws, tb("a"), p.lease)
     assert origin.rev(tb("a")) == commit == GitRepo(ws.path).rev("HEAD")
 
@@ -305,7 +385,7 @@ def test_push_with_empty_lease_refuses_a_branch_that_appeared_meanwhile(tmp_path
     p = prepare_branch(ws, tb("a"), "main", [])
     assert p.lease == ""
     (ws.path / "mine.txt").write_text("mine\n")
-    commit_all(ws, "a")
+    assert commit_all(ws, "a").made
     # another attempt pushed the branch while this one worked
     theirs = origin.commit({"theirs.txt": "theirs\n"}, "other attempt", branch=tb("a"))
     with pytest.raises(BranchMoved) as info:
@@ -320,7 +400,7 @@ def test_push_refuses_when_a_resumed_branch_moved(tmp_path, origin, cache):
     p = prepare_branch(ws, tb("a"), "main", [])
     assert p.resumed
     (ws.path / "mine.txt").write_text("mine\n")
-    commit_all(ws, "a")
+    assert commit_all(ws, "a").made
     theirs = origin.commit({"a.txt": "2\n"}, "moved", branch=tb("a"))
     with pytest.raises(BranchMoved):
         push_branch(ws, tb("a"), p.lease)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Agent, AgentContext, AgentError, AgentOutcome
+from .base import Agent, AgentContext, AgentError, AgentOutcome, ModelAccess
 
 
 def get_agent(backend: str) -> Agent:
@@ -22,4 +22,4 @@ def get_agent(backend: str) -> Agent:
     raise AgentError("InvalidBackend", f"agent.backend: unknown backend {backend!r}")
 
 
-__all__ = ["Agent", "AgentContext", "AgentError", "AgentOutcome", "get_agent"]
+__all__ = ["Agent", "AgentContext", "AgentError", "AgentOutcome", "ModelAccess", "get_agent"]

@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from braid.api import AgentSpec, Budget, Usage
+from braid.confine import Sandbox
+
+
+@dataclass(frozen=True)
+class ModelAccess:
+    """The model endpoint an agent is given: braid's key-injecting proxy and a placeholder key.
+
+    The real key stays with the proxy; nothing the agent runs can read it.
+    """
+
+    url: str
+    key: str
 
 
 @dataclass
@@ -25,8 +38,12 @@ class AgentContext:
     depends_on: list[str] = field(default_factory=list)
     budget: Budget | None = None
     """This task's share of the run budget; the backend stops when it is reached."""
-    api_key_file: Path | None = None
-    """File holding the model provider's API key. The key is read, never logged or passed in argv/env."""
+    model: ModelAccess | None = None
+    """How the agent reaches the model, when braid holds an API key: a proxy and a placeholder key."""
+    redact: Callable[[str], str] = lambda text: text
+    """Removes the secrets braid holds from text the agent or its logs would see."""
+    sandbox: Sandbox | None = None
+    """Where every process the agent starts runs (None: unconfined, said loudly by the launcher)."""
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("braid.agent"))
     cancel: threading.Event = field(default_factory=threading.Event)
     """Set when the task is being cancelled (SIGTERM, Ctrl-C): stop soon, keep the work."""

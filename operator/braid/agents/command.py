@@ -24,9 +24,10 @@ def minimal_env(ctx: AgentContext) -> dict[str, str]:
     env["BRAID_RUN"] = ctx.run
     env["BRAID_TASK"] = ctx.task
     env["BRAID_WORKDIR"] = str(ctx.workdir)
-    if ctx.api_key_file:
-        env["BRAID_API_KEY_FILE"] = str(ctx.api_key_file)
     env.update(ctx.agent.env or {})
+    if ctx.model is not None:
+        env["ANTHROPIC_BASE_URL"] = ctx.model.url
+        env["ANTHROPIC_API_KEY"] = ctx.model.key
     return env
 
 
@@ -55,14 +56,18 @@ class CommandAgent:
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as stdin:
             stdin.write(ctx.prompt.encode())
             stdin.seek(0)
+            env = minimal_env(ctx)
+            run_argv = argv
+            if ctx.sandbox is not None:
+                run_argv, env = ctx.sandbox.wrap(argv, env), {"PATH": env.get("PATH", "/usr/bin:/bin")}
             try:
                 proc = subprocess.Popen(
-                    argv,
+                    run_argv,
                     cwd=ctx.workdir,
                     stdin=stdin,
                     stdout=out,
                     stderr=err,
-                    env=minimal_env(ctx),
+                    env=env,
                     start_new_session=True,
                 )
             except OSError as exc:

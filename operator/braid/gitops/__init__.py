@@ -3,8 +3,10 @@
 from .auth import git_auth_env
 from .cache import ObjectCache, RepositoryUnreachable, default_cache_root, normalize_url
 from .git import GitError, Repo
+from .secrets import Leak, Secrets, scan_outgoing
 from .workspace import (
     BranchMoved,
+    Committed,
     DependencyConflict,
     MissingRef,
     Prepared,
@@ -14,11 +16,13 @@ from .workspace import (
     open_workspace,
     prepare_branch,
     push_branch,
+    reset_git_dir,
     resolve_base,
 )
 
 __all__ = [
-    "BranchMoved", "DependencyConflict", "GitError", "MissingRef", "ObjectCache", "Prepared", "Repo",
-    "RepositoryUnreachable", "changed_files", "commit_all", "default_cache_root", "git_auth_env", "normalize_url",
-    "mark_pushed", "open_workspace", "prepare_branch", "push_branch", "resolve_base",
+    "BranchMoved", "Committed", "DependencyConflict", "GitError", "Leak", "MissingRef", "ObjectCache", "Prepared",
+    "Repo", "RepositoryUnreachable", "Secrets", "changed_files", "commit_all", "default_cache_root", "git_auth_env",
+    "mark_pushed", "normalize_url", "open_workspace", "prepare_branch", "push_branch", "reset_git_dir",
+    "resolve_base", "scan_outgoing",
 ]

@@ -20,7 +20,31 @@ _BASE_ENV = {
     "GIT_COMMITTER_NAME": "braid",
     "GIT_COMMITTER_EMAIL": "braid@localhost",
     "LC_ALL": "C",
+    "GIT_ATTR_NOSYSTEM": "1",
+    "GIT_NO_REPLACE_OBJECTS": "1",
 }
+
+# Settings that win over anything a repository's own config says (an agent can write
+# .git/config): nothing git would run on braid's behalf comes from the workspace.
+SAFE_CONFIG = (
+    "core.hooksPath=/dev/null",
+    "core.fsmonitor=false",
+    "core.untrackedCache=false",
+    "core.attributesFile=/dev/null",
+    "core.askPass=",
+    "credential.helper=",
+    "protocol.ext.allow=never",
+    "diff.external=",
+    "commit.gpgSign=false",
+    "tag.gpgSign=false",
+    "push.gpgSign=false",
+    "submodule.recurse=false",
+    "fetch.recurseSubmodules=false",
+    "push.recurseSubmodules=no",
+    "gc.auto=0",
+    "maintenance.auto=false",
+)
+_SAFE_ARGS = tuple(arg for item in SAFE_CONFIG for arg in ("-c", item))
 
 
 class GitError(RuntimeError):
@@ -46,15 +70,16 @@ class Repo:
         self.env = {**_BASE_ENV, **identity_env(), **(env or {})}
         self._git = Git(str(self.path))
 
-    def run(self, *args: str, check: bool = True, stdin: str | None = None) -> tuple[int, str, str]:
+    def run(self, *args: str, check: bool = True, stdin: str | None = None,
+            env: Mapping[str, str] | None = None) -> tuple[int, str, str]:
         """Run `git args...`; return (status, stdout, stderr). Raise GitError on failure when `check`."""
-        argv = ["git", *args]
+        argv = ["git", *_SAFE_ARGS, *args]
         try:
             status, out, err = self._git.execute(
                 argv,
                 with_extended_output=True,
                 with_exceptions=False,
-                env=self.env,
+                env={**self.env, **(env or {})},
                 istream=None if stdin is None else _stdin_file(stdin),
                 strip_newline_in_stdout=False,
             )
@@ -64,8 +89,27 @@ class Repo:
             raise GitError(list(args), status, err)
         return status, out, err
 
+    def run_bytes(self, *args: str, stdin: str | None = None) -> tuple[int, bytes, str]:
+        """Like run (checked), with stdout as bytes: for object contents."""
+        try:
+            status, out, err = self._git.execute(
+                ["git", *_SAFE_ARGS, *args], with_extended_output=True, with_exceptions=False, env=self.env,
+                istream=None if stdin is None else _stdin_file(stdin), stdout_as_string=False,
+                strip_newline_in_stdout=False,
+            )
+        except GitCommandError as exc:
+            raise GitError(list(args), exc.status or 127, str(exc)) from None
+        err = err.decode(errors="replace") if isinstance(err, bytes) else err
+        if status != 0:
+            raise GitError(list(args), status, err)
+        return status, out, err
+
     def out(self, *args: str) -> str:
         return self.run(*args)[1].strip()
+
+    def out_z(self, *args: str) -> str:
+        """Output kept exactly (for -z lists, whose paths may end in spaces)."""
+        return self.run(*args)[1]
 
     def rev(self, ref: str) -> str | None:
         """The commit `ref` names, or None."""

@@ -66,6 +66,17 @@ def clear_workdir(workdir: Path) -> Path | None:
     return kept
 
 
+def _git_config(url: str) -> str:
+    """The whole of a working copy's .git/config: what braid needs and nothing else."""
+    quoted = url.replace("\\", "\\\\").replace('"', '\\"')
+    return (
+        "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n"
+        "\tlogallrefupdates = false\n"
+        "[gc]\n\tauto = 0\n"
+        f'[remote "origin"]\n\turl = "{quoted}"\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n'
+    )
+
+
 def open_workspace(workdir: Path, cache: Repo, url: str, env: Mapping[str, str] | None = None) -> Repo:
     """A fresh working copy at `workdir` sharing `cache`'s objects, with origin pointing at `url`.
 
@@ -76,13 +87,56 @@ def open_workspace(workdir: Path, cache: Repo, url: str, env: Mapping[str, str] 
     clear_workdir(workdir)
     workdir.mkdir(parents=True)
     repo = Repo(workdir, env)
-    repo.run("init", "--quiet")
-    (workdir / ".git" / "objects" / "info" / "alternates").write_text(str(cache.path / "objects") + "\n")
-    repo.run("config", "gc.auto", "0")
-    repo.run("remote", "add", "origin", url)
+    repo.run("init", "--quiet", "--template=")
+    reset_git_dir(repo, cache, url)
     repo.run("fetch", "--quiet", "--no-tags", str(cache.path), "+refs/heads/*:refs/remotes/origin/*",
              "+refs/tags/*:refs/tags/*")
     return repo
+
+
+def reset_git_dir(repo: Repo, cache: Repo, url: str) -> list[str]:
+    """Put back braid's own config, alternates and info files; remove hooks. What differed is returned.
+
+    An agent can write anything under .git. Before braid's git commits and pushes its
+    work, the files git reads settings or programs from are braid's again, so nothing
+    planted there (hooks, fsmonitor, filters, aliases, includes, attributes) takes effect.
+    """
+    git_dir = repo.path / ".git"
+    wanted = {
+        "config": _git_config(url),
+        "objects/info/alternates": str(cache.path / "objects") + "\n",
+        "info/attributes": None,
+        "info/exclude": None,
+        "config.worktree": None,
+        "commondir": None,
+        "info/grafts": None,
+        "shallow": None,
+    }
+    changed = []
+    for name, text in wanted.items():
+        path = git_dir / name
+        current = path.read_text(errors="replace") if path.is_file() and not path.is_symlink() else None
+        if current == text:
+            continue
+        if path.exists() or path.is_symlink():
+            changed.append(name)
+            _remove(path)
+        if text is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    for directory in ("hooks", "info/sparse-checkout", "worktrees", "modules", "refs/replace"):
+        path = git_dir / directory
+        if path.exists() or path.is_symlink():
+            changed.append(directory)
+            _remove(path)
+    return changed
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
 
 
 def resolve_base(repo: Repo, base_ref: str, branches: str = "refs/remotes/origin/") -> str:
@@ -121,14 +175,46 @@ def prepare_branch(repo: Repo, branch: str, base_ref: str, dependency_branches: 
                     merged_dependencies=merged)
 
 
-def commit_all(repo: Repo, message: str) -> bool:
-    """Stage everything the agent changed and commit it; False when there was nothing to commit."""
-    repo.run("add", "--all")
+@dataclass
+class Committed:
+    made: bool
+    """False when there was nothing to commit."""
+    left_out: list[str] = field(default_factory=list)
+    """Paths git refuses to record (any case of `.git`, an embedded repository without a commit):
+    the rest of the work is committed without them."""
+
+
+def commit_all(repo: Repo, message: str) -> Committed:
+    """Stage everything the agent changed, apart from what git refuses, and commit it."""
+    candidates = _z(repo.out_z("ls-files", "-z", "--others", "--modified", "--deleted", "--exclude-standard"))
+    left_out: list[str] = []
+    _stage(repo, sorted(set(candidates)), left_out)
     status, _, _ = repo.run("diff", "--cached", "--quiet", check=False)
     if status == 0:
-        return False
+        return Committed(False, left_out)
     repo.run("commit", "--quiet", "--no-verify", "-F", "-", stdin=message)
-    return True
+    return Committed(True, left_out)
+
+
+def _z(text: str) -> list[str]:
+    return [p for p in text.split("\0") if p]
+
+
+def _stage(repo: Repo, paths: list[str], left_out: list[str]) -> None:
+    """`git add` `paths` (literally); when git refuses the batch, split it until the refused paths are alone."""
+    if not paths:
+        return
+    code, _, err = repo.run("add", "--all", "--pathspec-from-file=-", "--pathspec-file-nul", check=False,
+                            stdin="\0".join(paths), env={"GIT_LITERAL_PATHSPECS": "1"})
+    if code == 0:
+        return
+    if len(paths) == 1:
+        log.warning("left out of the commit: %r: %s", paths[0], err.strip().splitlines()[-1:] or "")
+        left_out.append(paths[0])
+        return
+    half = len(paths) // 2
+    _stage(repo, paths[:half], left_out)
+    _stage(repo, paths[half:], left_out)
 
 
 def changed_files(repo: Repo, since: str) -> list[str]:
@@ -136,11 +222,15 @@ def changed_files(repo: Repo, since: str) -> list[str]:
     return [line for line in out.splitlines() if line]
 
 
-def push_branch(repo: Repo, branch: str, lease: str) -> str:
-    """Push HEAD to `branch`, only if the remote still holds `lease` ('' = must not exist). Return the commit."""
+def push_branch(repo: Repo, branch: str, lease: str, env: Mapping[str, str] | None = None) -> str:
+    """Push HEAD to `branch`, only if the remote still holds `lease` ('' = must not exist). Return the commit.
+
+    `env` (the git credentials) is given to this one call: nothing else braid runs in a
+    working copy has it.
+    """
     head = repo.out("rev-parse", "HEAD")
-    code, out, err = repo.run("push", "--porcelain", f"--force-with-lease=refs/heads/{branch}:{lease}", "origin",
-                              f"{head}:refs/heads/{branch}", check=False)
+    code, out, err = repo.run("push", "--porcelain", "--no-verify", f"--force-with-lease=refs/heads/{branch}:{lease}",
+                              "origin", f"{head}:refs/heads/{branch}", check=False, env=env)
     if code != 0:
         # with --porcelain the per-ref verdict ("[rejected] (stale info)") goes to stdout
         said = out + err

@@ -47,12 +47,21 @@ def _die_with(parent: int):
 
 
 def spawn(argv: list[str], *, env: dict[str, str], log_path: Path, registry: Path,
-          task: str) -> subprocess.Popen[bytes]:
-    """Start argv in its own session (Ctrl-C reaches only braid, which stops children in order)."""
+          task: str, stdin: bytes | None = None) -> subprocess.Popen[bytes]:
+    """Start argv in its own session (Ctrl-C reaches only braid, which stops children in order).
+
+    `stdin` is written to the child's standard input, which is then closed: how a secret
+    reaches it without being in its environment, its arguments or a file.
+    """
     registry.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE, env=env,
                                 start_new_session=True, preexec_fn=_die_with(os.getpid()))
+    if stdin is not None and proc.stdin is not None:
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.write(stdin)
+        proc.stdin.close()
     record = {"pid": proc.pid, "start": _start_time(proc.pid)}
     (registry / f"{task}.json").write_text(json.dumps(record))
     return proc

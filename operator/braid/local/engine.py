@@ -23,6 +23,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from braid.api import AgentTaskStatus, Budget, MergeStatus, ParallelRun, ParallelRunStatus, TaskResult
+from braid.confine import SandboxUnavailable, find_sandbox
 from braid.gitops import ObjectCache, Repo, RepositoryUnreachable, default_cache_root, git_auth_env, normalize_url
 from braid.merge import run_merge
 from braid.plan import (
@@ -82,6 +83,23 @@ class LocalOptions:
     """None: live display on a terminal, plain lines otherwise."""
     poll_seconds: float = 0.1
     policy: TaskPolicy = field(default_factory=TaskPolicy)
+    sandbox: str = "auto"
+    """auto: bubblewrap when it works here, a loud warning when not; bwrap: required; none: unconfined."""
+    shared: list[Path] = field(default_factory=list)
+    """Directories every sandboxed agent may write (--share)."""
+
+
+# What an agent-run needs of braid's environment; nothing else (a token, a key) is passed on.
+PASSED_ENV = ("PATH", "HOME", "USER", "LANG", "LANGUAGE", "TZ", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR",
+              "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy",
+              "XDG_CACHE_HOME", "ANTHROPIC_BASE_URL", "VIRTUAL_ENV")
+PASSED_PREFIXES = ("LC_", "BRAID_", "COVERAGE_")
+SECRET_ENV = ("ANTHROPIC_API_KEY", "BRAID_API_KEY")
+
+
+def agent_run_env(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
+    return {k: v for k, v in environ.items()
+            if (k in PASSED_ENV or k.startswith(PASSED_PREFIXES)) and k not in SECRET_ENV}
 
 
 @dataclass
@@ -107,6 +125,10 @@ class LocalRun:
         self.merge: MergeStatus | None = None
         self.cancelled = False
         self.progress = Progress(self.run, live=False)
+        self.sandboxed = False
+        self.sandbox_problem: str | None = None
+        # a key from the environment reaches each agent-run on its stdin, never in its environment
+        self.env_api_key = None if self.options.api_key_file else (os.environ.get("ANTHROPIC_API_KEY") or None)
 
     @property
     def status(self) -> ParallelRunStatus:
@@ -133,15 +155,47 @@ class LocalRun:
         if code != 0:
             detail = (err.strip().splitlines() or ["git ls-remote failed"])[-1]
             raise InvalidRun(f"repo.url: cannot read repository {given!r}: {detail}")
+        self._check_sandbox()
+        for shared in self.options.shared:
+            if not shared.is_dir():
+                raise InvalidRun(f"--share {shared}: not a directory")
         refs = {line.split("\t", 1)[1] for line in out.splitlines() if "\t" in line}
         base = self.run.spec.repo.base_ref
         if f"refs/heads/{base}" not in refs and f"refs/tags/{base}" not in refs and not _looks_like_sha(base):
             raise InvalidRun(f"repo.baseRef: {base!r} is not a branch or tag of {given}")
 
+    def _check_sandbox(self) -> None:
+        mode = self.options.sandbox
+        if mode == "none":
+            self.sandbox_problem = "--sandbox none was given"
+            return
+        try:
+            find_sandbox()
+        except SandboxUnavailable as exc:
+            if mode == "bwrap":
+                raise InvalidRun(f"--sandbox bwrap: {exc}") from None
+            self.sandbox_problem = str(exc)
+            return
+        self.sandboxed = True
+
+    def sandbox_warning(self) -> str | None:
+        """What to tell the user when agents run unconfined, or None."""
+        if self.sandboxed:
+            return None
+        return (f"WARNING: agents run WITHOUT a sandbox ({self.sandbox_problem}): the code they run can read "
+                "and change everything your user can, including other worktrees, credentials in your home "
+                "directory and the remote when it is a local path. Install bubblewrap (Debian/Ubuntu: "
+                "apt-get install bubblewrap) and see docs/security.md.")
+
     # -- the run ------------------------------------------------------------------------------
 
     def execute(self) -> ParallelRunStatus:
         """Run to the end. Raises RunLocked when another `braid run` uses the same state directory."""
+        if not self.sandboxed and self.sandbox_problem is None:
+            self._check_sandbox()
+        warning = self.sandbox_warning()
+        if warning:
+            log.warning("%s", warning)
         with state_lock(self.state_dir):
             stopped = stop_leftovers(self._registry(), self.options.policy.deadline_grace_seconds)
             if stopped:
@@ -235,9 +289,15 @@ class LocalRun:
             argv += ["--credentials-dir", str(self.options.credentials_dir.absolute())]
         if self.options.api_key_file:
             argv += ["--api-key-file", str(self.options.api_key_file.absolute())]
-        env = {**os.environ, "BRAID_ATTEMPT": str(attempt), "PYTHONUNBUFFERED": "1"}
+        elif self.env_api_key:
+            argv += ["--api-key-stdin"]
+        if self.sandboxed:
+            argv += ["--sandbox", "bwrap", "--hide", str(self.state_dir)]
+            for shared in self.options.shared:
+                argv += ["--share", str(shared)]
+        env = {**agent_run_env(os.environ), "BRAID_ATTEMPT": str(attempt), "PYTHONUNBUFFERED": "1"}
         proc = spawn(argv, env=env, log_path=task_dir / f"attempt-{attempt}.log", registry=self._registry(),
-                     task=name)
+                     task=name, stdin=(self.env_api_key + "\n").encode() if self.env_api_key else None)
         grace = self.options.policy.deadline_grace_seconds
         self.children[name] = Child(name, attempt, proc, time.monotonic(), result_path,
                                     time.monotonic() + spec.timeout_seconds + grace)

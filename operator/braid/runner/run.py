@@ -5,22 +5,28 @@ The one entrypoint of an agent pod and of each task in local mode.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from braid.agents import AgentContext, AgentError, AgentOutcome, get_agent
+from braid.agents import AgentContext, AgentError, AgentOutcome, ModelAccess, get_agent
 from braid.api import AgentTaskSpec, TaskResult
+from braid.confine import ModelProxy, Sandbox, SandboxUnavailable, find_sandbox
 from braid.gitops import (
     BranchMoved,
     DependencyConflict,
     GitError,
     MissingRef,
     ObjectCache,
+    Repo,
     RepositoryUnreachable,
+    Secrets,
     changed_files,
     commit_all,
     git_auth_env,
@@ -29,7 +35,10 @@ from braid.gitops import (
     open_workspace,
     prepare_branch,
     push_branch,
+    reset_git_dir,
+    scan_outgoing,
 )
+from braid.gitops.secrets import credential_files
 
 log = logging.getLogger("braid.runner")
 
@@ -40,6 +49,14 @@ class RunnerPaths:
     cache_dir: Path
     credentials_dir: Path | None = None
     api_key_file: Path | None = None
+    api_key: str | None = None
+    """The key itself, when the launcher hands it over on stdin rather than in a file."""
+    sandbox: bool = False
+    """Run every process the agent starts in a bubblewrap sandbox."""
+    hidden: list[Path] = field(default_factory=list)
+    """More paths the sandbox hides (the launcher's state directory)."""
+    shared: list[Path] = field(default_factory=list)
+    """Directories the sandbox lets the agent write besides its working copy."""
 
 
 def commit_message(spec: AgentTaskSpec, outcome: AgentOutcome) -> str:
@@ -50,25 +67,70 @@ def commit_message(spec: AgentTaskSpec, outcome: AgentOutcome) -> str:
     return f"{spec.task}\n\n{body}\n\n{trailers}\n" if body else f"{spec.task}\n\n{trailers}\n"
 
 
+def read_api_key(paths: RunnerPaths) -> str | None:
+    """The model API key braid holds for this task, or None. Raises AgentError when a given file is unusable."""
+    if paths.api_key_file is None:
+        return (paths.api_key or "").strip() or None
+    try:
+        key = paths.api_key_file.read_text().strip()
+    except OSError as exc:
+        raise AgentError("MissingAPIKey", f"cannot read the API key file {paths.api_key_file}: {exc.strerror}") from None
+    if not key:
+        raise AgentError("MissingAPIKey", f"the API key file {paths.api_key_file} is empty")
+    return key
+
+
+def model_upstream(agent_env: dict[str, str] | None) -> str | None:
+    """Where the proxy forwards a task's model requests: agent.env's ANTHROPIC_BASE_URL, braid's, or the API."""
+    return (agent_env or {}).get("ANTHROPIC_BASE_URL") or os.environ.get("ANTHROPIC_BASE_URL") or None
+
+
+@contextlib.contextmanager
+def model_access(key: str, upstream: str | None, secrets: Secrets) -> Iterator[ModelAccess]:
+    """A key-injecting proxy for one task, for as long as the agent runs; the key stays in this process."""
+    with ModelProxy(key, leaks=secrets.found_in) as proxy:
+        yield ModelAccess(proxy.url, proxy.route(upstream))
+
+
+def _sandbox(spec: AgentTaskSpec, paths: RunnerPaths, cache: Repo, url: str) -> Sandbox | None:
+    if not paths.sandbox:
+        return None
+    bwrap = find_sandbox()
+    hidden = [Path.home(), paths.workdir.parent, paths.cache_dir, *paths.hidden]
+    hidden += [p for p in (paths.credentials_dir, paths.api_key_file) if p is not None]
+    remote = Path(url[len("file://"):]) if url.startswith("file://") else Path(url) if url.startswith("/") else None
+    if remote is not None:
+        hidden.append(remote)
+    readonly = [cache.path / "objects"]
+    command = (spec.agent.command or [None])[0] if spec.agent.effective_backend == "command" else None
+    if command and os.path.isabs(command):
+        # the agent CLI itself stays reachable (read-only) when it is installed under a hidden directory
+        readonly += [Path(command).parent.parent, Path(os.path.realpath(command)).parent.parent]
+    return Sandbox(bwrap, paths.workdir, readonly=tuple(readonly), hidden=tuple(hidden), shared=tuple(paths.shared))
+
+
 def run_task(spec: AgentTaskSpec, paths: RunnerPaths, cancel: threading.Event | None = None) -> TaskResult:
     cancel = cancel or threading.Event()
     started = time.monotonic()
     result = TaskResult(run=spec.run, task=spec.task, phase="Failed", branch=spec.branch)
-    env = git_auth_env(paths.credentials_dir)
+    auth = git_auth_env(paths.credentials_dir)
     url = normalize_url(spec.repo.url)
 
     repo = None
     try:
         log.info("fetching %s into the object cache", url)
-        cache = ObjectCache(paths.cache_dir).update(url, env)
-        repo = open_workspace(paths.workdir, cache, url, env)
+        cache = ObjectCache(paths.cache_dir).update(url, auth)
+        repo = open_workspace(paths.workdir, cache, url)
         prepared = prepare_branch(repo, spec.branch, spec.repo.base_ref, spec.dependency_branches)
-    except (RepositoryUnreachable, MissingRef, DependencyConflict, GitError) as exc:
+        key = read_api_key(paths)
+        sandbox = _sandbox(spec, paths, cache, url)
+    except (RepositoryUnreachable, MissingRef, DependencyConflict, GitError, AgentError, SandboxUnavailable) as exc:
         reason = {
             RepositoryUnreachable: "RepositoryUnreachable",
             MissingRef: "MissingRef",
             DependencyConflict: "DependencyConflict",
-        }.get(type(exc), "GitFailed")
+            SandboxUnavailable: "SandboxUnavailable",
+        }.get(type(exc), getattr(exc, "reason", "GitFailed"))
         result.reason, result.message = reason, str(exc)
         log.error("%s: %s", reason, exc)
         result.duration_seconds = round(time.monotonic() - started, 3)
@@ -81,37 +143,33 @@ def run_task(spec: AgentTaskSpec, paths: RunnerPaths, cancel: threading.Event | 
         " (resumed from the pushed branch)" if prepared.resumed else "",
         f", with {', '.join(prepared.merged_dependencies)} merged" if prepared.merged_dependencies else "",
     )
-    # The task's deadline counts from its start; leave the agent what remains, minus a
-    # margin to commit and push, so a slow fetch does not cost the work at the end.
-    elapsed = time.monotonic() - started
-    margin = min(30.0, spec.timeout_seconds * 0.1)
-    ctx = AgentContext(
-        run=spec.run,
-        task=spec.task,
-        prompt=spec.prompt,
-        workdir=paths.workdir,
-        agent=spec.agent,
-        timeout_seconds=max(1.0, spec.timeout_seconds - elapsed - margin),
-        paths=spec.paths,
-        depends_on=spec.depends_on,
-        budget=spec.budget,
-        api_key_file=paths.api_key_file,
-        log=logging.getLogger("braid.agent"),
-        cancel=cancel,
-    )
-    try:
-        outcome = get_agent(spec.agent.effective_backend).run(ctx)
-    except AgentError as exc:
-        outcome = AgentOutcome(False, reason=exc.reason, message=str(exc))
+    secrets = Secrets.of({"API key": key}).merged(Secrets.from_files(credential_files(paths.credentials_dir)))
+    outcome = _run_agent(spec, paths, started, cancel, key, secrets, sandbox)
     log.info("agent finished: %s%s", "ok" if outcome.ok else outcome.reason, f" ({outcome.message})" if
              outcome.message else "")
 
     # Work is kept whatever the outcome, so a retry or a re-run resumes from it.
     try:
-        commit_all(repo, commit_message(spec, outcome))
-        result.commit = push_branch(repo, spec.branch, prepared.lease)
-        mark_pushed(paths.workdir)
-        result.changed_files = changed_files(repo, prepared.start)
+        planted = reset_git_dir(repo, cache, url)
+        if planted:
+            log.warning("the agent changed .git (%s): braid's own settings are back before it commits",
+                        ", ".join(planted))
+        committed = commit_all(repo, commit_message(spec, outcome))
+        if not committed.made:
+            log.info("the agent changed nothing: nothing to commit")
+        head = repo.out("rev-parse", "HEAD")
+        leak = scan_outgoing(repo, head, secrets)
+        if leak is not None:
+            outcome = AgentOutcome(False, usage=outcome.usage, reason="SecretInOutput",
+                                   message=f"not pushed: {leak}; the work stays in {paths.workdir}")
+            log.error("%s", outcome.message)
+        else:
+            result.commit = push_branch(repo, spec.branch, prepared.lease, auth)
+            mark_pushed(paths.workdir)
+            result.changed_files = changed_files(repo, prepared.start)
+            if committed.left_out:
+                note = f"left out of the commit (git refuses these paths): {', '.join(committed.left_out[:20])}"
+                outcome.message = f"{outcome.message}; {note}" if outcome.message else note
     except (GitError, BranchMoved) as exc:
         outcome = AgentOutcome(False, usage=outcome.usage, reason="PushFailed", message=str(exc))
         log.error("push failed: %s", exc)
@@ -124,6 +182,36 @@ def run_task(spec: AgentTaskSpec, paths: RunnerPaths, cancel: threading.Event | 
         result.phase = "Cancelled"
     result.duration_seconds = round(time.monotonic() - started, 3)
     return result
+
+
+def _run_agent(spec: AgentTaskSpec, paths: RunnerPaths, started: float, cancel: threading.Event, key: str | None,
+               secrets: Secrets, sandbox: Sandbox | None) -> AgentOutcome:
+    # The task's deadline counts from its start; leave the agent what remains, minus a
+    # margin to commit and push, so a slow fetch does not cost the work at the end.
+    elapsed = time.monotonic() - started
+    margin = min(30.0, spec.timeout_seconds * 0.1)
+    with contextlib.ExitStack() as stack:
+        model = stack.enter_context(model_access(key, model_upstream(spec.agent.env), secrets)) if key else None
+        ctx = AgentContext(
+            run=spec.run,
+            task=spec.task,
+            prompt=spec.prompt,
+            workdir=paths.workdir,
+            agent=spec.agent,
+            timeout_seconds=max(1.0, spec.timeout_seconds - elapsed - margin),
+            paths=spec.paths,
+            depends_on=spec.depends_on,
+            budget=spec.budget,
+            model=model,
+            redact=secrets.redact,
+            sandbox=sandbox,
+            log=logging.getLogger("braid.agent"),
+            cancel=cancel,
+        )
+        try:
+            return get_agent(spec.agent.effective_backend).run(ctx)
+        except AgentError as exc:
+            return AgentOutcome(False, reason=exc.reason, message=str(exc))
 
 
 def install_cancel_handlers() -> threading.Event:

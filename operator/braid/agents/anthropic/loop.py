@@ -16,7 +16,7 @@ from . import prompt
 from .errors import classify
 from .pricing import Price, price_for, turn_usage
 from .retry import Interrupted, Retrier
-from .settings import Settings, read_api_key
+from .settings import Settings, model_access
 from .tools import Toolbox
 
 CUT_OFF = (
@@ -28,7 +28,7 @@ CUT_OFF = (
 class AnthropicAgent:
     def run(self, ctx: AgentContext) -> AgentOutcome:
         settings = Settings.of(ctx)
-        key = read_api_key(ctx)
+        key = model_access(ctx).key
         price = price_for(settings.model, ctx.agent.pricing)
         if price is None:
             if ctx.budget is not None and ctx.budget.max_cost_usd is not None:
@@ -58,23 +58,25 @@ class Session:
         self._warned: set[str] = set()
         self.system = prompt.system_blocks(settings.system_prompt)
         self.tool_defs = prompt.tool_definitions()
-        self.tools = Toolbox(ctx.workdir, self._tool_env(), ctx.cancel, self.time_left, self.redact)
+        self.tools = Toolbox(ctx.workdir, self._tool_env(), ctx.cancel, self.time_left, self.redact, ctx.sandbox)
         self.retrier = Retrier(settings.max_retries, ctx.cancel, self.time_left, ctx.log)
-        # without a base_url the SDK reads ANTHROPIC_BASE_URL itself; retries are
+        # the key is the proxy's placeholder and base_url the proxy; retries are
         # braid's (retry.py), so the SDK makes none of its own
         self.client = anthropic.Anthropic(api_key=key, base_url=settings.base_url, max_retries=0,
                                           timeout=settings.request_timeout)
 
     def redact(self, text: str) -> str:
+        text = self.ctx.redact(text)
         return text.replace(self._key, "[REDACTED]") if text and self._key else text
 
     def time_left(self) -> float:
         return self.deadline - time.monotonic()
 
     def _tool_env(self) -> dict[str, str]:
-        """The command tool's environment: minimal, without even the key file's location."""
+        """The command tool's environment: minimal, without even the placeholder key or the proxy's address."""
         env = minimal_env(self.ctx)
-        env.pop("BRAID_API_KEY_FILE", None)
+        for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"):
+            env.pop(name, None)
         return {k: v for k, v in env.items() if self._key not in v}
 
     # -- the loop ---------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..base import AgentContext, AgentError
+from ..base import AgentContext, AgentError, ModelAccess
 
 DEFAULT_MAX_TURNS = 50
 DEFAULT_MAX_TOKENS = 8192
@@ -15,8 +15,6 @@ DEFAULT_REQUEST_TIMEOUT = 600.0
 
 ENV_MAX_RETRIES = "BRAID_ANTHROPIC_MAX_RETRIES"
 ENV_REQUEST_TIMEOUT = "BRAID_ANTHROPIC_TIMEOUT"
-ENV_BASE_URL = "ANTHROPIC_BASE_URL"
-ENV_API_KEY = "ANTHROPIC_API_KEY"
 
 
 @dataclass(frozen=True)
@@ -30,7 +28,7 @@ class Settings:
     request_timeout: float
     """Seconds one request may take; also capped by what is left of the task's timeout."""
     base_url: str | None = None
-    """None: the SDK's default, or $ANTHROPIC_BASE_URL, which the SDK reads itself."""
+    """The key-injecting proxy the runner started; agent.env's ANTHROPIC_BASE_URL is where it forwards to."""
 
     @classmethod
     def of(cls, ctx: AgentContext, env: Mapping[str, str] | None = None) -> Settings:
@@ -48,7 +46,7 @@ class Settings:
             system_prompt=agent.system_prompt,
             max_retries=int(_number(env, ENV_MAX_RETRIES, DEFAULT_MAX_RETRIES, 0, 20)),
             request_timeout=_number(env, ENV_REQUEST_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, 1, 3600),
-            base_url=(agent.env or {}).get(ENV_BASE_URL) or None,
+            base_url=ctx.model.url if ctx.model is not None else None,
         )
 
 
@@ -65,21 +63,11 @@ def _number(env: Mapping[str, str], name: str, default: float, low: float, high:
     return value
 
 
-def read_api_key(ctx: AgentContext, env: Mapping[str, str] | None = None) -> str:
-    """The key from ctx.api_key_file, else $ANTHROPIC_API_KEY. Error messages never contain it."""
-    env = os.environ if env is None else env
-    if ctx.api_key_file is not None:
-        try:
-            key = ctx.api_key_file.read_text().strip()
-        except OSError as exc:
-            raise AgentError("MissingAPIKey", f"cannot read the API key file {ctx.api_key_file}: {exc.strerror}") from None
-        if not key:
-            raise AgentError("MissingAPIKey", f"the API key file {ctx.api_key_file} is empty")
-        return key
-    key = env.get(ENV_API_KEY, "").strip()
-    if not key:
+def model_access(ctx: AgentContext) -> ModelAccess:
+    """How this task reaches the model. The runner sets it up when it holds an API key."""
+    if ctx.model is None:
         raise AgentError(
             "MissingAPIKey",
             "no Anthropic API key: set agent.apiKeySecret (cluster), --api-key-file or ANTHROPIC_API_KEY (local)",
         )
-    return key
+    return ctx.model

@@ -17,6 +17,8 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from braid.confine import Sandbox
+
 from ..paths import OutsideWorktree, resolve_inside
 from . import shell
 
@@ -143,12 +145,14 @@ class Toolbox:
         cancel: threading.Event,
         time_left: Callable[[], float],
         redact: Callable[[str], str] = lambda text: text,
+        sandbox: Sandbox | None = None,
     ):
         self.root = root.resolve()
         self.env = env
         self.cancel = cancel
         self.time_left = time_left
         self.redact = redact
+        self.sandbox = sandbox
         self._handlers: dict[str, Callable[[dict[str, Any]], str]] = {
             "run_command": self._run_command,
             "read_file": self._read_file,
@@ -231,7 +235,10 @@ class Toolbox:
             raise ToolError("the task has no time left to run commands")
         timeout = min(float(requested), MAX_COMMAND_TIMEOUT, left)
         try:
-            done = shell.run(argv, self.root, self.env, timeout, self.cancel)
+            env = self.env
+            if self.sandbox is not None:
+                argv, env = self.sandbox.wrap(argv, self.env), {"PATH": self.env.get("PATH", "/usr/bin:/bin")}
+            done = shell.run(argv, self.root, env, timeout, self.cancel)
         except OSError as exc:
             raise ToolError(f"cannot run {argv[0]!r}: {exc.strerror}") from None
         if done.stopped == "timeout":
