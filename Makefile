@@ -14,11 +14,13 @@ K8S_BINARIES := etcd kube-apiserver kube-controller-manager kube-scheduler kubec
 .PHONY: demo test test-latest crds lint lock requirements clean
 
 demo: $(VENV)/.installed
+	hack/sandbox.sh
 	$(BIN)/braid demo
 
 # The Kubernetes binaries are built once per machine (cached under ~/.cache/braid);
 # building them before pytest keeps a cold machine's build out of any test's timeout.
 test: $(VENV)/.installed
+	hack/sandbox.sh --require
 	hack/build-k8s.sh $(K8S_BINARIES) >/dev/null
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
@@ -28,6 +30,7 @@ test-latest:
 	rm -rf $(LATEST)
 	$(UV) venv --quiet --python $(PYTHON) $(LATEST)
 	$(UV) pip install --quiet --python $(LATEST)/bin/python --upgrade --no-cache -e '.[test,dev]'
+	hack/sandbox.sh --require
 	hack/build-k8s.sh $(K8S_BINARIES) >/dev/null
 	# this venv is meant to differ from uv.lock: the check that it matches does not apply
 	PATH="$(CURDIR)/$(LATEST)/bin:$$PATH" $(LATEST)/bin/python -m pytest \
