@@ -129,7 +129,22 @@ def cmd_agent_run(args: argparse.Namespace) -> int:
         hidden=[Path(p).absolute() for p in args.hide or []],
         shared=[Path(p).absolute() for p in args.share or []],
     )
-    result = run_task(spec, paths, cancel)
+    if args.phase == "all":
+        result = run_task(spec, paths, cancel)
+    else:
+        from braid.runner.phases import agent_phase, prepare_phase, publish_phase
+
+        state, handoff = Path(args.state), Path(args.handoff)
+        if args.phase == "prepare":
+            # a failure is recorded for the publish step to report: this container succeeds so the pod goes on
+            prepare_phase(spec, paths, state, handoff)
+            return EXIT_OK
+        if args.phase == "agent":
+            # how the agent did is the publish step's to report
+            agent_phase(spec, paths.workdir, handoff, cancel)
+            return EXIT_OK
+        host, _, port = args.model_proxy_listen.rpartition(":")
+        result = publish_phase(spec, paths, state, handoff, cancel, (host, int(port)))
     text = result.compact_json()
     if args.result:
         Path(args.result).write_text(text)
@@ -237,6 +252,12 @@ def parser() -> argparse.ArgumentParser:
                    help="run the agent's processes in a bubblewrap sandbox (local mode)")
     a.add_argument("--hide", action="append", metavar="PATH", help="a path the sandbox hides (repeatable)")
     a.add_argument("--share", action="append", metavar="DIR", help="a directory the sandbox lets the agent write")
+    a.add_argument("--phase", choices=("all", "prepare", "agent", "publish"), default="all",
+                   help="the whole task (default), or one of the three containers of an agent pod")
+    a.add_argument("--state", default="/braid", help="(pod) braid's own state between prepare and publish")
+    a.add_argument("--handoff", default="/handoff", help="(pod) where the agent container leaves its outcome")
+    a.add_argument("--model-proxy-listen", default="127.0.0.1:8181", metavar="HOST:PORT",
+                   help="(pod, publish) where the key-injecting model proxy listens")
     a.add_argument("-v", "--verbose", action="store_true")
     a.set_defaults(func=cmd_agent_run)
 

@@ -262,7 +262,7 @@ def test_pod_view_reads_the_kubelet_fields() -> None:
                      "deletionTimestamp": "2026-01-02T03:05:00Z"},
         "status": {"phase": "Failed", "reason": "Evicted", "conditions": [{"type": "DisruptionTarget",
                                                                             "status": "True"}],
-                   "containerStatuses": [{"name": "agent", "state": {"terminated": {"exitCode": 137,
+                   "containerStatuses": [{"name": "runner", "state": {"terminated": {"exitCode": 137,
                                                                                     "message": result()}}}]},
     })
     assert (view.attempt, view.phase, view.reason, view.deleting, view.disrupted) == (3, "Failed", "Evicted", True,

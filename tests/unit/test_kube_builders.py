@@ -115,33 +115,66 @@ def test_agent_pod_with_every_placement_and_storage_setting(run: ParallelRun, se
     check_golden("pod-placed", agent_pod(task, 1, settings))
 
 
+def containers(pod: dict) -> dict[str, dict]:
+    spec = pod["spec"]
+    return {c["name"]: c for c in [*spec.get("initContainers", []), *spec["containers"]]}
+
+
 def test_agent_pod_passes_the_restricted_pod_security_standard(run: ParallelRun, settings: Settings) -> None:
     task = as_agenttask(agent_task(run, run.spec.task("api")), "u")
-    spec = agent_pod(task, 1, settings)["spec"]
-    (container,) = spec["containers"]
+    pod = agent_pod(task, 1, settings)
+    spec = pod["spec"]
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    ctx = container["securityContext"]
-    assert ctx["allowPrivilegeEscalation"] is False
-    assert ctx["capabilities"] == {"drop": ["ALL"]}
-    assert ctx["readOnlyRootFilesystem"] is True
+    assert set(containers(pod)) == {"prepare", "agent", "runner"}
+    for container in containers(pod).values():
+        ctx = container["securityContext"]
+        assert ctx["allowPrivilegeEscalation"] is False
+        assert ctx["capabilities"] == {"drop": ["ALL"]}
+        assert ctx["readOnlyRootFilesystem"] is True
     assert spec["automountServiceAccountToken"] is False
-    assert not any(k in spec for k in ("hostNetwork", "hostPID", "hostIPC"))
+    assert not any(k in spec for k in ("hostNetwork", "hostPID", "hostIPC", "shareProcessNamespace"))
     for volume in spec["volumes"]:
         assert set(volume) - {"name"} <= {"emptyDir", "secret", "persistentVolumeClaim", "ephemeral"}
+
+
+def test_the_agent_container_mounts_no_secret_and_cannot_change_git(run: ParallelRun, settings: Settings) -> None:
+    task = as_agenttask(agent_task(run, run.spec.task("api")), "u")
+    pod = agent_pod(task, 1, settings)
+    secret_volumes = {v["name"] for v in pod["spec"]["volumes"] if "secret" in v}
+    assert secret_volumes == {"api-key", "git-credentials"}
+    by_name = containers(pod)
+    agent = by_name["agent"]
+    mounts = {m["mountPath"]: m for m in agent["volumeMounts"]}
+    assert not {m["name"] for m in agent["volumeMounts"]} & secret_volumes
+    assert mounts["/workspace/repo/.git"]["readOnly"] is True and mounts["/workspace/repo/.git"]["subPath"] == "repo/.git"
+    assert mounts["/cache"]["readOnly"] is True
+    assert "state" not in {m["name"] for m in agent["volumeMounts"]}  # braid's record of the lease
+    # braid's tmp (the runner's HOME) is not the agent's
+    assert mounts["/tmp"]["name"] != {m["mountPath"]: m for m in by_name["runner"]["volumeMounts"]}["/tmp"]["name"]
+    env = {e["name"]: e.get("value") for e in agent["env"]}
+    assert env["BRAID_MODEL_PROXY"] == "http://127.0.0.1:8181"
+    assert env["BRAID_MODEL_KEY"].startswith("braid-placeholder-")
+    assert all("valueFrom" not in e for c in by_name.values() for e in c["env"])
+    # the runner honours that placeholder; only it and prepare hold secrets
+    runner_env = {e["name"]: e.get("value") for e in by_name["runner"]["env"]}
+    assert runner_env["BRAID_MODEL_KEY"] == env["BRAID_MODEL_KEY"]
+    assert {m["name"] for m in by_name["runner"]["volumeMounts"]} >= secret_volumes
+    assert {m["name"] for m in by_name["prepare"]["volumeMounts"]} & secret_volumes == {"git-credentials"}
 
 
 def test_secrets_reach_the_pod_as_files_never_as_environment(run: ParallelRun, settings: Settings) -> None:
     task = as_agenttask(agent_task(run, run.spec.task("api")), "u")
     pod = agent_pod(task, 1, settings)
-    (container,) = pod["spec"]["containers"]
-    assert all("valueFrom" not in e for e in container["env"])
-    assert {e["name"] for e in container["env"]} == {"BRAID_TASK_SPEC", "BRAID_ATTEMPT", "HOME", "PYTHONUNBUFFERED"}
+    container = containers(pod)["runner"]
+    assert {e["name"] for e in container["env"]} == {"BRAID_TASK_SPEC", "BRAID_ATTEMPT", "BRAID_MODEL_KEY", "HOME",
+                                                     "PYTHONUNBUFFERED"}
     secrets = {v["name"]: v["secret"] for v in pod["spec"]["volumes"] if "secret" in v}
     assert secrets["api-key"]["secretName"] == "anthropic-api-key"
     assert secrets["api-key"]["items"] == [{"key": "api-key", "path": "api-key"}]
     assert secrets["git-credentials"]["secretName"] == "git-creds"
     command = container["command"]
+    assert command[command.index("--phase") + 1] == "publish"
     assert command[command.index("--api-key-file") + 1] == "/var/run/secrets/braid/api-key/api-key"
     assert command[command.index("--credentials-dir") + 1] == "/var/run/secrets/braid/git"
     assert command[command.index("--result") + 1] == container["terminationMessagePath"] == "/dev/termination-log"
@@ -156,17 +189,18 @@ def test_agent_pod_without_secrets_mounts_none(settings: Settings) -> None:
     del plain["spec"]["agent"]["apiKeySecret"]
     run = ParallelRun.model_validate(plain)
     pod = agent_pod(as_agenttask(agent_task(run, run.spec.task("schema")), "u"), 1, settings)
-    (container,) = pod["spec"]["containers"]
     assert not [v for v in pod["spec"]["volumes"] if "secret" in v]
-    assert "--api-key-file" not in container["command"]
-    assert "--credentials-dir" not in container["command"]
+    for container in containers(pod).values():
+        assert "--api-key-file" not in container["command"]
+        assert "--credentials-dir" not in container["command"]
+        assert "BRAID_MODEL_KEY" not in {e["name"] for e in container["env"]}
 
 
 def test_resources_default_from_settings_and_a_limit_never_undercuts_a_request(
     run: ParallelRun, settings: Settings
 ) -> None:
     task = as_agenttask(agent_task(run, run.spec.task("api")), "u")
-    resources = agent_pod(task, 1, settings)["spec"]["containers"][0]["resources"]
+    resources = containers(agent_pod(task, 1, settings))["agent"]["resources"]
     # the spec asks for 6Gi; the default limit (4Gi) is raised to match
     assert resources == {"requests": {"cpu": "1", "memory": "6Gi"}, "limits": {"cpu": "2", "memory": "6Gi"}}
 

@@ -38,13 +38,14 @@ def placeholder_key() -> str:
 class ModelProxy:
     """`with ModelProxy(key) as proxy: token = proxy.route(upstream)`; agents use proxy.url and token."""
 
-    def __init__(self, key: str, leaks: Callable[[bytes], str | None] | None = None, host: str = "127.0.0.1"):
+    def __init__(self, key: str, leaks: Callable[[bytes], str | None] | None = None, host: str = "127.0.0.1",
+                 port: int = 0):
         self._key = key
         self._leaks = leaks or (lambda body: "the API key" if key.encode() in body else None)
         self._routes: dict[str, str] = {}
         self._lock = threading.Lock()
         self._tls = ssl.create_default_context()
-        self._server = ThreadingHTTPServer((host, 0), _handler(self))
+        self._server = ThreadingHTTPServer((host, port), _handler(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="braid-model-proxy", daemon=True)
 
@@ -53,9 +54,9 @@ class ModelProxy:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def route(self, upstream: str | None) -> str:
-        """A new placeholder key whose requests go to `upstream` (the public API when None)."""
-        token = placeholder_key()
+    def route(self, upstream: str | None, token: str | None = None) -> str:
+        """A placeholder key (`token`, or a new one) whose requests go to `upstream` (the public API when None)."""
+        token = token or placeholder_key()
         with self._lock:
             self._routes[token] = (upstream or DEFAULT_UPSTREAM).rstrip("/")
         return token

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -105,23 +106,59 @@ def runner_pod_spec(container: dict[str, Any], volumes: list[dict[str, Any]], se
     }
 
 
+AGENT_CONTAINER = "agent"
+RUNNER_CONTAINER = "runner"
+"""The container whose termination message is the attempt's result."""
+STATE = "/braid"
+HANDOFF = "/handoff"
+MODEL_PROXY_LISTEN = "127.0.0.1:8181"
+RUNNER_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}}
+
+
+def runner_container_defaults(settings: Settings) -> dict[str, Any]:
+    return {"imagePullPolicy": settings.image_pull_policy, "securityContext": container_security_context()}
+
+
+def model_placeholder(uid: str, attempt: int) -> str:
+    """The agent's stand-in for the API key: it opens nothing but this pod's own proxy."""
+    return "braid-placeholder-" + hashlib.sha256(f"{uid}/{attempt}".encode()).hexdigest()[:32]
+
+
 def agent_pod(task: AgentTask, attempt: int, settings: Settings) -> dict[str, Any]:
+    """Three containers, so that no container running agent code holds a secret:
+
+    prepare (init; git credentials) makes the working copy; agent (the agent's image; no
+    secret) runs the agent, with .git and the object cache read-only and the model behind
+    a proxy on loopback; runner (braid's image; git credentials and API key) serves that
+    proxy, then commits, scans and pushes the agent's work and reports the result.
+    """
     spec = task.spec
     agent = spec.agent
     meta = task.metadata
+    workdir = f"{WORKSPACE}/repo"
 
-    command = [
-        "braid", "agent-run",
-        "--workdir", f"{WORKSPACE}/repo",
-        "--cache-dir", f"{CACHE}/git",
-        "--result", TERMINATION_LOG,
-    ]
-    mounts = [{"name": "workspace", "mountPath": WORKSPACE}, *base_mounts()]
-    volumes = [workspace_volume(settings), cache_volume(settings), tmp_volume(settings)]
-    add_git_credentials(spec.repo.credentials_secret, command, mounts, volumes)
+    base = ["braid", "agent-run", "--workdir", workdir, "--cache-dir", f"{CACHE}/git", "--state", STATE,
+            "--handoff", HANDOFF]
+    volumes = [workspace_volume(settings), cache_volume(settings), tmp_volume(settings),
+               {"name": "agent-tmp", "emptyDir": {"sizeLimit": settings.tmp_size_limit}},
+               {"name": "state", "emptyDir": {"sizeLimit": "16Mi"}},
+               {"name": "handoff", "emptyDir": {"sizeLimit": "16Mi"}}]
+    braid_mounts = [{"name": "workspace", "mountPath": WORKSPACE}, *base_mounts(),
+                    {"name": "state", "mountPath": STATE}]
+    prepare_command = [*base, "--phase", "prepare"]
+    prepare_mounts = [*braid_mounts, {"name": "handoff", "mountPath": HANDOFF}]
+    runner_command = [*base, "--phase", "publish", "--result", TERMINATION_LOG,
+                      "--model-proxy-listen", MODEL_PROXY_LISTEN]
+    runner_mounts = [*braid_mounts, {"name": "handoff", "mountPath": HANDOFF, "readOnly": True}]
+    if spec.repo.credentials_secret:
+        volumes.append(git_credentials_volume(spec.repo.credentials_secret))
+        for command, mounts in ((prepare_command, prepare_mounts), (runner_command, runner_mounts)):
+            command += ["--credentials-dir", GIT_CREDENTIALS_DIR]
+            mounts.append({"name": "git-credentials", "mountPath": GIT_CREDENTIALS_DIR, "readOnly": True})
+    agent_env: list[dict[str, Any]] = []
     if agent.api_key_secret:
-        command += ["--api-key-file", f"{API_KEY_DIR}/{API_KEY_SECRET_KEY}"]
-        mounts.append({"name": "api-key", "mountPath": API_KEY_DIR, "readOnly": True})
+        runner_command += ["--api-key-file", f"{API_KEY_DIR}/{API_KEY_SECRET_KEY}"]
+        runner_mounts.append({"name": "api-key", "mountPath": API_KEY_DIR, "readOnly": True})
         volumes.append({
             "name": "api-key",
             "secret": {
@@ -130,23 +167,54 @@ def agent_pod(task: AgentTask, attempt: int, settings: Settings) -> dict[str, An
                 "defaultMode": SECRET_MODE,
             },
         })
+        # what the agent container gets instead of the key: the proxy, and a placeholder only that
+        # proxy honours (it listens on the pod's loopback)
+        placeholder = model_placeholder(meta.uid or "", attempt)
+        agent_env = [{"name": "BRAID_MODEL_PROXY", "value": f"http://{MODEL_PROXY_LISTEN}"},
+                     {"name": "BRAID_MODEL_KEY", "value": placeholder}]
 
     # the spec names secrets but never holds one; suspend is the operator's business
     task_json = json.dumps(spec.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"suspend"}),
                            separators=(",", ":"), sort_keys=True)
-    container = {
-        "name": "agent",
-        "image": agent.image or settings.runner_image,
-        "command": command,
+    env = [{"name": "BRAID_TASK_SPEC", "value": task_json}, {"name": "BRAID_ATTEMPT", "value": str(attempt)}]
+    runner = {
+        "name": RUNNER_CONTAINER,
+        "image": settings.runner_image,
+        "command": runner_command,
         "workingDir": WORKSPACE,
-        "env": [
-            {"name": "BRAID_TASK_SPEC", "value": task_json},
-            {"name": "BRAID_ATTEMPT", "value": str(attempt)},
-        ],
-        "resources": resources(spec.resources, settings),
-        "volumeMounts": mounts,
+        "env": [*env, *agent_env[1:]],
+        "resources": {**RUNNER_RESOURCES, "limits": resources(spec.resources, settings)["limits"]},
+        "volumeMounts": runner_mounts,
     }
-    pod_spec = runner_pod_spec(container, volumes, settings, activeDeadlineSeconds=spec.timeout_seconds)
+    prepare_container = {
+        **runner_container_defaults(settings),
+        "name": "prepare",
+        "image": settings.runner_image,
+        "command": prepare_command,
+        "workingDir": WORKSPACE,
+        "env": [*env, {"name": "HOME", "value": TMP}],
+        "resources": resources(spec.resources, settings),
+        "volumeMounts": prepare_mounts,
+    }
+    agent_container = {
+        **runner_container_defaults(settings),
+        "name": AGENT_CONTAINER,
+        "image": agent.image or settings.runner_image,
+        "command": [*base, "--phase", "agent"],
+        "workingDir": workdir,
+        "env": [*env, *agent_env, {"name": "HOME", "value": TMP}, {"name": "PYTHONUNBUFFERED", "value": "1"}],
+        "resources": resources(spec.resources, settings),
+        # the working copy writable, its .git and the object cache read-only, no secret, a /tmp of its own
+        "volumeMounts": [{"name": "workspace", "mountPath": WORKSPACE},
+                         {"name": "workspace", "mountPath": f"{workdir}/.git", "subPath": "repo/.git",
+                          "readOnly": True},
+                         {"name": "cache", "mountPath": CACHE, "readOnly": True},
+                         {"name": "agent-tmp", "mountPath": TMP},
+                         {"name": "handoff", "mountPath": HANDOFF}],
+    }
+    pod_spec = runner_pod_spec(runner, volumes, settings, activeDeadlineSeconds=spec.timeout_seconds)
+    pod_spec["initContainers"] = [prepare_container]
+    pod_spec["containers"] = [agent_container, *pod_spec["containers"]]
     if settings.service_account:
         pod_spec["serviceAccountName"] = settings.service_account
     owner = {"apiVersion": task.api_version, "kind": task.kind, "metadata": {"name": meta.name, "uid": meta.uid}}

@@ -11,7 +11,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from braid.gitops import (
     GitError,
     MissingRef,
     ObjectCache,
+    Prepared,
     Repo,
     RepositoryUnreachable,
     Secrets,
@@ -109,64 +110,131 @@ def _sandbox(spec: AgentTaskSpec, paths: RunnerPaths, cache: Repo, url: str) -> 
     return Sandbox(bwrap, paths.workdir, readonly=tuple(readonly), hidden=tuple(hidden), shared=tuple(paths.shared))
 
 
-def run_task(spec: AgentTaskSpec, paths: RunnerPaths, cancel: threading.Event | None = None) -> TaskResult:
-    cancel = cancel or threading.Event()
-    started = time.monotonic()
-    result = TaskResult(run=spec.run, task=spec.task, phase="Failed", branch=spec.branch)
+@dataclass
+class Ready:
+    """A prepared working copy and what publishing its work needs."""
+
+    repo: Repo
+    cache: Repo
+    url: str
+    prepared: Prepared
+    auth: dict[str, str]
+
+
+def _failure(spec: AgentTaskSpec, reason: str, message: str, started: float) -> TaskResult:
+    return TaskResult(run=spec.run, task=spec.task, phase="Failed", branch=spec.branch, reason=reason,
+                      message=message, duration_seconds=round(time.monotonic() - started, 3))
+
+
+def prepare(spec: AgentTaskSpec, paths: RunnerPaths, started: float) -> Ready | TaskResult:
+    """Fetch, make the working copy and check out the task's branch; a TaskResult when that fails."""
     auth = git_auth_env(paths.credentials_dir)
     url = normalize_url(spec.repo.url)
-
     repo = None
     try:
         log.info("fetching %s into the object cache", url)
         cache = ObjectCache(paths.cache_dir).update(url, auth)
         repo = open_workspace(paths.workdir, cache, url)
         prepared = prepare_branch(repo, spec.branch, spec.repo.base_ref, spec.dependency_branches)
-        key = read_api_key(paths)
-        sandbox = _sandbox(spec, paths, cache, url)
-    except (RepositoryUnreachable, MissingRef, DependencyConflict, GitError, AgentError, SandboxUnavailable) as exc:
+    except (RepositoryUnreachable, MissingRef, DependencyConflict, GitError) as exc:
         reason = {
             RepositoryUnreachable: "RepositoryUnreachable",
             MissingRef: "MissingRef",
             DependencyConflict: "DependencyConflict",
-            SandboxUnavailable: "SandboxUnavailable",
-        }.get(type(exc), getattr(exc, "reason", "GitFailed"))
-        result.reason, result.message = reason, str(exc)
+        }.get(type(exc), "GitFailed")
         log.error("%s: %s", reason, exc)
-        result.duration_seconds = round(time.monotonic() - started, 3)
         if repo is not None:
             mark_pushed(paths.workdir)  # a fresh copy no agent ran in: nothing to keep
-        return result
-
+        return _failure(spec, reason, str(exc), started)
     log.info(
         "workspace ready on %s at %s%s%s", spec.branch, prepared.start[:12],
         " (resumed from the pushed branch)" if prepared.resumed else "",
         f", with {', '.join(prepared.merged_dependencies)} merged" if prepared.merged_dependencies else "",
     )
-    secrets = Secrets.of({"API key": key}).merged(Secrets.from_files(credential_files(paths.credentials_dir)))
-    outcome = _run_agent(spec, paths, started, cancel, key, secrets, sandbox)
-    log.info("agent finished: %s%s", "ok" if outcome.ok else outcome.reason, f" ({outcome.message})" if
-             outcome.message else "")
+    return Ready(repo, cache, url, prepared, auth)
 
-    # Work is kept whatever the outcome, so a retry or a re-run resumes from it.
+
+def held_secrets(key: str | None, paths: RunnerPaths) -> Secrets:
+    """Every secret this runner holds: what a push must never carry."""
+    return Secrets.of({"API key": key}).merged(Secrets.from_files(credential_files(paths.credentials_dir)))
+
+
+def run_task(spec: AgentTaskSpec, paths: RunnerPaths, cancel: threading.Event | None = None) -> TaskResult:
+    """The whole task in one process (local mode): prepare, run the agent, publish its work."""
+    cancel = cancel or threading.Event()
+    started = time.monotonic()
+    ready = prepare(spec, paths, started)
+    if isinstance(ready, TaskResult):
+        return ready
     try:
-        planted = reset_git_dir(repo, cache, url)
+        key = read_api_key(paths)
+        sandbox = _sandbox(spec, paths, ready.cache, ready.url)
+    except (AgentError, SandboxUnavailable) as exc:
+        mark_pushed(paths.workdir)
+        return _failure(spec, getattr(exc, "reason", "SandboxUnavailable"), str(exc), started)
+    secrets = held_secrets(key, paths)
+    with contextlib.ExitStack() as stack:
+        model = stack.enter_context(model_access(key, model_upstream(spec.agent.env), secrets)) if key else None
+        outcome = run_agent(spec, paths.workdir, agent_time(spec, started), cancel, model, secrets.redact, sandbox)
+    return publish(spec, paths, ready, outcome, secrets, started)
+
+
+def agent_time(spec: AgentTaskSpec, started: float) -> float:
+    """The task's deadline counts from its start; the agent gets what remains, minus a margin to
+    commit and push, so a slow fetch does not cost the work at the end."""
+    margin = min(30.0, spec.timeout_seconds * 0.1)
+    return max(1.0, spec.timeout_seconds - (time.monotonic() - started) - margin)
+
+
+def run_agent(spec: AgentTaskSpec, workdir: Path, timeout: float, cancel: threading.Event, model: ModelAccess | None,
+              redact: Callable[[str], str] = lambda text: text, sandbox: Sandbox | None = None) -> AgentOutcome:
+    ctx = AgentContext(
+        run=spec.run,
+        task=spec.task,
+        prompt=spec.prompt,
+        workdir=workdir,
+        agent=spec.agent,
+        timeout_seconds=timeout,
+        paths=spec.paths,
+        depends_on=spec.depends_on,
+        budget=spec.budget,
+        model=model,
+        redact=redact,
+        sandbox=sandbox,
+        log=logging.getLogger("braid.agent"),
+        cancel=cancel,
+    )
+    try:
+        outcome = get_agent(spec.agent.effective_backend).run(ctx)
+    except AgentError as exc:
+        outcome = AgentOutcome(False, reason=exc.reason, message=str(exc))
+    log.info("agent finished: %s%s", "ok" if outcome.ok else outcome.reason,
+             f" ({outcome.message})" if outcome.message else "")
+    return outcome
+
+
+def publish(spec: AgentTaskSpec, paths: RunnerPaths, ready: Ready, outcome: AgentOutcome, secrets: Secrets,
+            started: float) -> TaskResult:
+    """Commit the agent's work (whatever its outcome, so a retry resumes from it), check it, push it."""
+    result = TaskResult(run=spec.run, task=spec.task, phase="Failed", branch=spec.branch)
+    repo = ready.repo
+    try:
+        planted = reset_git_dir(repo, ready.cache, ready.url)
         if planted:
             log.warning("the agent changed .git (%s): braid's own settings are back before it commits",
                         ", ".join(planted))
         committed = commit_all(repo, commit_message(spec, outcome))
         if not committed.made:
             log.info("the agent changed nothing: nothing to commit")
-        head = repo.out("rev-parse", "HEAD")
-        leak = scan_outgoing(repo, head, secrets)
+        leak = scan_outgoing(repo, repo.out("rev-parse", "HEAD"), secrets)
         if leak is not None:
             outcome = AgentOutcome(False, usage=outcome.usage, reason="SecretInOutput",
                                    message=f"not pushed: {leak}; the work stays in {paths.workdir}")
             log.error("%s", outcome.message)
         else:
-            result.commit = push_branch(repo, spec.branch, prepared.lease, auth)
+            result.commit = push_branch(repo, spec.branch, ready.prepared.lease, ready.auth)
             mark_pushed(paths.workdir)
-            result.changed_files = changed_files(repo, prepared.start)
+            result.changed_files = changed_files(repo, ready.prepared.start)
             if committed.left_out:
                 note = f"left out of the commit (git refuses these paths): {', '.join(committed.left_out[:20])}"
                 outcome.message = f"{outcome.message}; {note}" if outcome.message else note
@@ -182,36 +250,6 @@ def run_task(spec: AgentTaskSpec, paths: RunnerPaths, cancel: threading.Event | 
         result.phase = "Cancelled"
     result.duration_seconds = round(time.monotonic() - started, 3)
     return result
-
-
-def _run_agent(spec: AgentTaskSpec, paths: RunnerPaths, started: float, cancel: threading.Event, key: str | None,
-               secrets: Secrets, sandbox: Sandbox | None) -> AgentOutcome:
-    # The task's deadline counts from its start; leave the agent what remains, minus a
-    # margin to commit and push, so a slow fetch does not cost the work at the end.
-    elapsed = time.monotonic() - started
-    margin = min(30.0, spec.timeout_seconds * 0.1)
-    with contextlib.ExitStack() as stack:
-        model = stack.enter_context(model_access(key, model_upstream(spec.agent.env), secrets)) if key else None
-        ctx = AgentContext(
-            run=spec.run,
-            task=spec.task,
-            prompt=spec.prompt,
-            workdir=paths.workdir,
-            agent=spec.agent,
-            timeout_seconds=max(1.0, spec.timeout_seconds - elapsed - margin),
-            paths=spec.paths,
-            depends_on=spec.depends_on,
-            budget=spec.budget,
-            model=model,
-            redact=secrets.redact,
-            sandbox=sandbox,
-            log=logging.getLogger("braid.agent"),
-            cancel=cancel,
-        )
-        try:
-            return get_agent(spec.agent.effective_backend).run(ctx)
-        except AgentError as exc:
-            return AgentOutcome(False, reason=exc.reason, message=str(exc))
 
 
 def install_cancel_handlers() -> threading.Event:

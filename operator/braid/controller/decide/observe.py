@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from braid.api import AgentTask, AgentTaskStatus, MergeStatus, TaskResult
 from braid.api.status import ENDED_TASK_PHASES
 from braid.kube import labels
+from braid.kube.pod import RUNNER_CONTAINER
 from braid.plan import Skip, TaskView
 from braid.plan.clock import parse
 
@@ -56,7 +57,7 @@ class PodView:
             return None
 
     @classmethod
-    def from_manifest(cls, pod: dict[str, Any], container: str = "agent") -> PodView:
+    def from_manifest(cls, pod: dict[str, Any], container: str = RUNNER_CONTAINER) -> PodView:
         meta = pod.get("metadata") or {}
         status = pod.get("status") or {}
         try:
