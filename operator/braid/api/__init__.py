@@ -2,7 +2,8 @@
 
 from .agenttask import AgentTask, AgentTaskSpec, AgentTaskStatus, SkipRequest
 from .common import API_VERSION, GROUP, VERSION, default_integration_branch, ref_name_problem, task_branch
-from .errors import InvalidSpec, format_validation_error, load_parallelrun
+from .errors import InvalidSpec, format_validation_error
+from .load import load_parallelrun
 from .merge import MergeRequest, MergeTask
 from .parallelrun import (
     AgentSpec,

@@ -1,11 +1,9 @@
-"""Turning pydantic errors and YAML problems into one-line messages that name the field."""
+"""Turning pydantic errors into one-line messages that name the field."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from .common import NAME_PATTERN
@@ -53,27 +51,3 @@ def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
     if len(errors) > 1:
         text += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
     return text
-
-
-def load_parallelrun(path: str | Path):
-    """Read a ParallelRun YAML file; raise InvalidSpec with a one-line message when it is not one."""
-    from .parallelrun import ParallelRun
-
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InvalidSpec(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise InvalidSpec(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    runs = [d for d in docs if isinstance(d, dict) and d.get("kind") == "ParallelRun"]
-    if len(runs) != 1:
-        raise InvalidSpec(f"{path}: expected exactly one document of kind ParallelRun, found {len(runs)}")
-    try:
-        return ParallelRun.model_validate(runs[0])
-    except ValidationError as exc:
-        raise InvalidSpec(format_validation_error(exc)) from None
