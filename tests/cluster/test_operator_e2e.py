@@ -170,13 +170,17 @@ def test_a_run_on_a_real_node_merges_its_work_into_the_integration_branch(
         assert pod.spec.scheduler_name == "default-scheduler"
         assert pod.spec.containers[0].image == braid_operator.env["BRAID_RUNNER_IMAGE"]
         assert pod.status.phase == "Succeeded", pod.metadata.name
-        (container,) = pod.status.container_statuses
+        statuses = {c.name: c for c in pod.status.container_statuses}
+        assert set(statuses) == {"agent", "runner"}
+        assert statuses["agent"].state.terminated.exit_code == 0, statuses["agent"].state.terminated
+        container = statuses["runner"]
         assert container.state.terminated.exit_code == 0, (pod.metadata.name, container.state.terminated)
         result = json.loads(container.state.terminated.message)
         assert (result["phase"], result["commit"]) == ("Succeeded", tasks[name]["commit"]), result
         assert FILES[name] in result["changedFiles"], result
     # models' pod was created only after schema's container had finished
-    schema_done = pods[f"{RUN}-schema-1"].status.container_statuses[0].state.terminated.finished_at
+    schema_done = next(c for c in pods[f"{RUN}-schema-1"].status.container_statuses
+                       if c.name == "runner").state.terminated.finished_at
     assert pods[f"{RUN}-models-1"].metadata.creation_timestamp >= schema_done
 
     # the merge Job completed, its pod on the node too

@@ -240,11 +240,11 @@ class Kit:
             usage=Usage(input_tokens=tokens, output_tokens=tokens // 2, cost_usd=cost),
             reason=None if ok else (reason or "AgentFailed"), message=None if ok else "the agent gave up",
         )
-        self.terminate(pod, container="agent", phase="Succeeded" if ok else "Failed", exit_code=0 if ok else 1,
+        self.terminate(pod, container="runner", phase="Succeeded" if ok else "Failed", exit_code=0 if ok else 1,
                        message=result.compact_json())
 
     def evict(self, pod: str) -> None:
-        self.terminate(pod, container="agent", phase="Failed", exit_code=137, reason="Evicted")
+        self.terminate(pod, container="runner", phase="Failed", exit_code=137, reason="Evicted")
 
     def merge_pod(self, run: str) -> client.V1Pod | None:
         pods = self.core.list_namespaced_pod(self.namespace,

@@ -125,7 +125,7 @@ def test_a_deadline_fails_the_task_and_wins_over_retries(kit: Kit, braid_operato
     pod = kit.core.read_namespaced_pod("slow-stuck-1", kit.namespace)
     assert pod.spec.active_deadline_seconds == 6
     # the kubelet enforces activeDeadlineSeconds on one pod ...
-    kit.terminate("slow-killed-1", container="agent", phase="Failed", exit_code=143, reason="DeadlineExceeded")
+    kit.terminate("slow-killed-1", container="runner", phase="Failed", exit_code=143, reason="DeadlineExceeded")
     # ... and the operator the deadline of the other, which no kubelet watches
 
     run = wait_for(lambda: (s := kit.status("slow")).get("phase") == "Failed" and s, timeout=60,
