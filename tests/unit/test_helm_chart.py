@@ -110,7 +110,7 @@ def test_renders_what_an_operator_install_needs(render):
     objects = render()
     assert kinds(objects) == sorted([
         "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
-        "Service", "Deployment", "ConfigMap",
+        "Service", "Deployment", "ConfigMap", "NetworkPolicy",
     ])
     for obj in objects:
         if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
@@ -656,3 +656,25 @@ def test_example_secrets_have_the_keys_braid_mounts():
         if run.spec.repo.credentials_secret:
             assert {"username", "password"} <= set(secrets[run.spec.repo.credentials_secret]["stringData"])
     assert any({"ssh-privatekey", "known_hosts"} <= set(s["stringData"]) for s in secrets.values())
+
+
+def test_agent_pods_get_a_default_deny_network_policy_in_each_watched_namespace(render):
+    from braid.kube import labels
+
+    objects = render({"watchNamespaces": ["team-a", "team-b"]})
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    assert sorted(p["metadata"]["namespace"] for p in policies) == ["team-a", "team-b"]
+    policy = policies[0]["spec"]
+    pod_labels = labels.for_pod("run", "task", 1)
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["policyTypes"] == ["Ingress", "Egress"] and policy["ingress"] == []
+    dns, outside = policy["egress"]
+    assert {p["port"] for p in dns["ports"]} == {53}
+    block = outside["to"][0]["ipBlock"]
+    assert block["cidr"] == "0.0.0.0/0" and "169.254.0.0/16" in block["except"] and "10.0.0.0/8" in block["except"]
+    assert {p["port"] for p in outside["ports"]} == {443, 22}
+    # every namespace watched: the release namespace, or the ones named
+    assert [p["metadata"]["namespace"] for p in render() if p["kind"] == "NetworkPolicy"] == [NAMESPACE]
+    named = render({"agents": {"networkPolicy": {"namespaces": ["x"]}}})
+    assert [p["metadata"]["namespace"] for p in named if p["kind"] == "NetworkPolicy"] == ["x"]
+    assert not [p for p in render({"agents": {"networkPolicy": {"enabled": False}}}) if p["kind"] == "NetworkPolicy"]
