@@ -7,10 +7,13 @@ every byte stays on this machine: pods sit on that bridge and reach it on-link.
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import subprocess
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Self
 
@@ -109,3 +112,108 @@ class GitServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class HttpGitServer:
+    """git's smart HTTP protocol (`git http-backend`) on the node's IP: anyone may fetch, and
+    only `username` with `password` may push, as on a real git host."""
+
+    def __init__(self, root: Path, host: str, username: str, password: str):
+        self.root = Path(root)
+        self.host = host
+        self.username, self.password = username, password
+        self.refused_pushes = 0
+        self._server: ThreadingHTTPServer | None = None
+
+    def start(self) -> Self:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._server = ThreadingHTTPServer((self.host, 0), _git_http_handler(self))
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, name="git-http", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return self._server.server_address[1]
+
+    def url(self, name: str) -> str:
+        return f"http://{self.host}:{self.port}/{name}"
+
+    create_repo = GitServer.create_repo
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _git_http_handler(server: HttpGitServer) -> type[BaseHTTPRequestHandler]:
+    expected = "Basic " + base64.b64encode(f"{server.username}:{server.password}".encode()).decode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def _body(self) -> bytes:
+            if self.headers.get("transfer-encoding", "").lower() == "chunked":
+                chunks = []
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                    if size == 0:
+                        self.rfile.readline()
+                        return b"".join(chunks)
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()
+            return self.rfile.read(int(self.headers.get("content-length") or 0))
+
+        def _serve(self) -> None:
+            path, _, query = self.path.partition("?")
+            pushing = path.endswith("/git-receive-pack") or "service=git-receive-pack" in query
+            user = None
+            if pushing:
+                if self.headers.get("authorization") != expected:
+                    server.refused_pushes += 1
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="git"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                user = server.username
+            body = self._body() if self.command == "POST" else b""
+            env = {**os.environ, **GIT_ENV, "GIT_PROJECT_ROOT": str(server.root), "GIT_HTTP_EXPORT_ALL": "1",
+                   "PATH_INFO": path, "QUERY_STRING": query, "REQUEST_METHOD": self.command,
+                   "CONTENT_TYPE": self.headers.get("content-type", ""), "CONTENT_LENGTH": str(len(body)),
+                   "HTTP_CONTENT_ENCODING": self.headers.get("content-encoding", ""),
+                   "GIT_PROTOCOL": self.headers.get("git-protocol", ""), "REMOTE_ADDR": self.client_address[0]}
+            if user:
+                env["REMOTE_USER"] = user
+            out = subprocess.run(["git", "http-backend"], input=body, capture_output=True, env=env,
+                                 check=False).stdout
+            head, _, payload = out.partition(b"\r\n\r\n")
+            if not _:
+                head, _, payload = out.partition(b"\n\n")
+            status, headers = 200, []
+            for line in head.decode(errors="replace").splitlines():
+                name, _, value = line.partition(":")
+                if name.lower() == "status":
+                    status = int(value.split()[0])
+                elif name:
+                    headers.append((name, value.strip()))
+            self.send_response(status)
+            for name, value in headers:
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = _serve
+
+    return Handler

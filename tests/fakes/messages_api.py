@@ -125,10 +125,12 @@ class MessagesAPI:
         replies: list[Reply] | tuple[Reply, ...] = (),
         responder: Callable[[Recorded], Reply] | None = None,
         api_key: str | None = None,
+        host: str = "127.0.0.1",
     ):
         self.replies: list[Reply] = list(replies)
         self.responder = responder
         self.api_key = api_key
+        self.host = host
         """When set, requests without this key (x-api-key or Bearer) get a 401."""
         self.requests: list[Recorded] = []
         self.problems: list[str] = []
@@ -145,7 +147,7 @@ class MessagesAPI:
         class Handler(_Handler):
             stand_in = api
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer((self.host, 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="messages-api", daemon=True)
