@@ -4,9 +4,9 @@
 stand-in of the Messages API. The CLI streams its requests (server-sent events),
 runs the Bash tool the stand-in asks for, and braid commits and pushes the result.
 
-The key reaches the CLI the way braid hands keys to any CLI: as a file named by
-$BRAID_API_KEY_FILE, read by Claude Code's `apiKeyHelper` setting. The key itself is
-never in the CLI's environment or argv.
+The CLI runs the way braid runs any agent CLI: in the sandbox, talking to braid's
+key-injecting proxy (ANTHROPIC_BASE_URL) with a placeholder in ANTHROPIC_API_KEY. The key
+itself is never in the CLI's environment, argv or reach; the proxy puts it on the way out.
 """
 
 from __future__ import annotations
@@ -71,7 +71,6 @@ def test_claude_code_edits_a_worktree_through_the_command_backend(claude_bin: st
             "backend": "command",
             "command": [
                 claude_bin, "-p", "--bare", "--allowedTools", "Bash",
-                "--settings", json.dumps({"apiKeyHelper": 'cat "$BRAID_API_KEY_FILE"'}),
             ],
             "env": {
                 "ANTHROPIC_BASE_URL": api.url,
@@ -95,6 +94,9 @@ def test_claude_code_edits_a_worktree_through_the_command_backend(claude_bin: st
 
     requests = api.message_requests
     assert requests, "Claude Code never called the Messages API"
+    # the key arrived from braid's proxy, never from the CLI: the CLI had only the placeholder
+    assert all(r.headers.get("x-api-key") == API_KEY for r in requests)
+    assert not [r for r in requests if API_KEY.encode() in r.raw]
     assert all(r.headers.get("user-agent", "").startswith("claude-cli/") for r in requests)
     assert any(r.body.get("stream") for r in requests)
     results = [b for r in requests for m in r.body["messages"] if isinstance(m.get("content"), list)
