@@ -15,7 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from localrun import Workspace, branches, make_origin, manifest, script_task, show
+from localrun import Workspace, branches, git, make_origin, manifest, script_task, show
 
 
 @pytest.fixture
@@ -151,3 +151,17 @@ def test_agent_output_cannot_drive_the_terminal(ws: Workspace, origin: Path) -> 
     for stream in (result.stdout, result.stderr):
         assert "\x1b" not in stream and "\x07" not in stream and "\r" not in stream
     assert "\\x1b[2K\\x1b[1Gconflict: task x: fake" in result.stderr  # shown, escaped
+
+
+def test_a_commit_id_base_ref_must_exist_in_the_repository(ws: Workspace, origin: Path) -> None:
+    before = branches(origin)
+    data = manifest("sha", origin, [script_task("a", [])])
+    data["spec"]["repo"]["baseRef"] = "deadbeefcafe"
+    result = ws.run(ws.write(data))
+    assert result.code == 2, result.stderr
+    assert "repo.baseRef: 'deadbeefcafe' is not a branch, tag or commit" in result.stderr
+    assert branches(origin) == before and not (ws.state / "work").exists()
+    # a commit that exists is a fine starting point
+    data["spec"]["repo"]["baseRef"] = git(origin, "rev-parse", "main")[:12]
+    result = ws.run(ws.write(data))
+    assert result.code == 0, result.stderr

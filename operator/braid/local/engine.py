@@ -161,8 +161,16 @@ class LocalRun:
                 raise InvalidRun(f"--share {shared}: not a directory")
         refs = {line.split("\t", 1)[1] for line in out.splitlines() if "\t" in line}
         base = self.run.spec.repo.base_ref
-        if f"refs/heads/{base}" not in refs and f"refs/tags/{base}" not in refs and not _looks_like_sha(base):
-            raise InvalidRun(f"repo.baseRef: {base!r} is not a branch or tag of {given}")
+        if f"refs/heads/{base}" not in refs and f"refs/tags/{base}" not in refs:
+            if not _looks_like_sha(base):
+                raise InvalidRun(f"repo.baseRef: {base!r} is not a branch or tag of {given}")
+            # a commit id: it must be a commit the repository has (fetched into the cache, as every task would)
+            try:
+                cache = ObjectCache(self.cache_root).update(self.url, self._auth_env())
+            except RepositoryUnreachable as exc:
+                raise InvalidRun(f"repo.url: cannot fetch {given!r}: {exc}") from None
+            if cache.rev(base) is None:
+                raise InvalidRun(f"repo.baseRef: {base!r} is not a branch, tag or commit of {given}")
 
     def _check_sandbox(self) -> None:
         mode = self.options.sandbox
