@@ -4,6 +4,7 @@ from .auth import git_auth_env
 from .cache import ObjectCache, RepositoryUnreachable, default_cache_root, normalize_url
 from .git import GitError, Repo
 from .workspace import (
+    BranchExists,
     BranchMoved,
     DependencyConflict,
     MissingRef,
@@ -18,7 +19,7 @@ from .workspace import (
 )
 
 __all__ = [
-    "BranchMoved", "DependencyConflict", "GitError", "MissingRef", "ObjectCache", "Prepared", "Repo",
+    "BranchExists", "BranchMoved", "DependencyConflict", "GitError", "MissingRef", "ObjectCache", "Prepared", "Repo",
     "RepositoryUnreachable", "changed_files", "commit_all", "default_cache_root", "git_auth_env", "normalize_url",
     "mark_pushed", "open_workspace", "prepare_branch", "push_branch", "resolve_base",
 ]

@@ -15,6 +15,7 @@ from pathlib import Path
 from braid.agents import AgentContext, AgentError, AgentOutcome, get_agent
 from braid.api import AgentTaskSpec, TaskResult
 from braid.gitops import (
+    BranchExists,
     BranchMoved,
     DependencyConflict,
     GitError,
@@ -62,12 +63,14 @@ def run_task(spec: AgentTaskSpec, paths: RunnerPaths, cancel: threading.Event | 
         log.info("fetching %s into the object cache", url)
         cache = ObjectCache(paths.cache_dir).update(url, env)
         repo = open_workspace(paths.workdir, cache, url, env)
-        prepared = prepare_branch(repo, spec.branch, spec.repo.base_ref, spec.dependency_branches)
-    except (RepositoryUnreachable, MissingRef, DependencyConflict, GitError) as exc:
+        prepared = prepare_branch(repo, spec.branch, spec.repo.base_ref, spec.dependency_branches,
+                                  last_pushed=spec.last_pushed)
+    except (RepositoryUnreachable, MissingRef, DependencyConflict, BranchExists, GitError) as exc:
         reason = {
             RepositoryUnreachable: "RepositoryUnreachable",
             MissingRef: "MissingRef",
             DependencyConflict: "DependencyConflict",
+            BranchExists: "BranchExists",
         }.get(type(exc), "GitFailed")
         result.reason, result.message = reason, str(exc)
         log.error("%s: %s", reason, exc)
