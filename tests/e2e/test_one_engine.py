@@ -50,6 +50,8 @@ class PlayedCluster:
         self.tasks: dict[str, AgentTask] = {}
         self.pods: dict[str, list[PodView]] = {}
         self.job = False
+        self.last_pushed: dict[str, list[str | None]] = {}
+        """Per task, what each attempt's pod was told braid last pushed to the task branch."""
         self.now = datetime(2026, 1, 1, tzinfo=UTC)
         self.settings = Settings(runner_image="braid-agent:test")
 
@@ -78,6 +80,8 @@ class PlayedCluster:
         pods = self.pods.setdefault(name, [])
         plan = decide_task(task, pods, self.now, TaskPolicy())
         if plan.create_attempt is not None:
+            assert plan.attempt_spec is not None
+            self.last_pushed.setdefault(name, []).append(plan.attempt_spec.last_pushed)
             result = self.results[name][plan.create_attempt - 1]
             code = 0 if result.phase == "Succeeded" else 1
             pods.append(PodView(name=f"{task.metadata.name}-{plan.create_attempt}", attempt=plan.create_attempt,
@@ -133,6 +137,12 @@ def test_a_local_run_and_a_cluster_run_of_the_same_spec_end_in_the_same_status(w
         results[task["name"]] = [TaskResult.model_validate_json(p.read_text()) for p in files]
     merge = MergeStatus.model_validate(local.status["merge"])
     run = ParallelRun.model_validate(data)
-    cluster = PlayedCluster(run, results, merge).play()
+    played = PlayedCluster(run, results, merge)
+    cluster = played.play()
 
     assert strip(cluster) == strip(local.status)
+    # each attempt was told the same record of the task branch: what the attempt before it pushed
+    assert played.last_pushed["flaky"] == [None, results["flaky"][0].commit]
+    for name, told in played.last_pushed.items():
+        local_spec = json.loads((ws.state / "tasks" / name / "spec.json").read_text())
+        assert local_spec.get("lastPushed") == told[-1], name

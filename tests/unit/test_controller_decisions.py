@@ -21,7 +21,7 @@ from braid.controller.decide import (
     parse_merge_report,
 )
 from braid.controller.queue import Key, WorkQueue
-from braid.kube import agent_task
+from braid.kube import agent_pod, agent_task
 from braid.plan.clock import iso
 from braid.settings import Settings
 
@@ -144,9 +144,9 @@ def test_each_attempt_gets_the_share_less_what_the_task_already_spent(run: Paral
                         NOW + timedelta(seconds=30), POLICY)
     assert later.create_attempt == 2
     # attempt 1 spent $0.50 and 150 tokens of the task's $2 / 1000-token share
-    assert later.attempt_budget is not None
-    assert later.attempt_budget.max_cost_usd == pytest.approx(1.5)
-    assert later.attempt_budget.max_tokens == 850
+    assert later.attempt_spec is not None and later.attempt_spec.budget is not None
+    assert later.attempt_spec.budget.max_cost_usd == pytest.approx(1.5)
+    assert later.attempt_spec.budget.max_tokens == 850
 
 
 def test_a_skip_request_in_the_spec_ends_the_task_skipped_and_stops_its_pod(run: ParallelRun) -> None:
@@ -166,10 +166,47 @@ def test_retries_end_at_the_limit(run: ParallelRun) -> None:
     assert plan.ended and plan.create_attempt is None
 
 
-def test_a_failure_that_would_repeat_is_not_retried(run: ParallelRun) -> None:
-    failed = pod(1, phase="Failed", exit_code=1, message=result("Failed", reason="InvalidAPIKey"))
+@pytest.mark.parametrize("reason", ["InvalidAPIKey", "BranchExists"])
+def test_a_failure_that_would_repeat_is_not_retried(run: ParallelRun, reason: str) -> None:
+    failed = pod(1, phase="Failed", exit_code=1, message=result("Failed", reason=reason))
     plan = decide_task(child(run, "a", suspend=False, status=running()), [failed], NOW, POLICY)
-    assert (plan.status.phase, plan.status.reason) == ("Failed", "InvalidAPIKey")
+    assert (plan.status.phase, plan.status.reason, plan.status.failures) == ("Failed", reason, 1)
+    assert plan.ended and plan.create_attempt is None and plan.requeue_after is None
+
+
+def pod_spec_of(task: AgentTask, plan) -> dict[str, Any]:
+    """The AgentTaskSpec the attempt's pod is given, as the runner reads it."""
+    attempt = task.model_copy(update={"spec": plan.attempt_spec})
+    container = agent_pod(attempt, plan.create_attempt, Settings(runner_image="braid-agent:test"))["spec"][
+        "containers"][0]
+    return json.loads(next(e["value"] for e in container["env"] if e["name"] == "BRAID_TASK_SPEC"))
+
+
+def test_each_attempt_carries_the_commit_braid_last_pushed_to_the_task_branch(run: ParallelRun) -> None:
+    first = decide_task(child(run, "a", suspend=False), [], NOW, POLICY)
+    assert first.attempt_spec is not None and first.attempt_spec.last_pushed is None
+    assert "lastPushed" not in pod_spec_of(child(run, "a", suspend=False), first)
+
+    # attempt 1 pushed c*40 and failed: attempt 2 may resume the branch only from there
+    failed = pod(1, phase="Failed", exit_code=1, message=result("Failed", reason="AgentFailed"))
+    task = child(run, "a", suspend=False, status=running())
+    plan = decide_task(task, [failed], NOW, POLICY)
+    assert plan.status.commit == "c" * 40
+    later = decide_task(apply(task, plan.status), [failed], NOW + timedelta(seconds=30), POLICY)
+    assert later.create_attempt == 2
+    assert later.attempt_spec.last_pushed == "c" * 40
+    assert pod_spec_of(task, later)["lastPushed"] == "c" * 40
+    # the AgentTask itself is not changed: the record is the task's status
+    assert task.spec.last_pushed is None
+
+
+def test_an_attempt_without_a_report_leaves_the_record_as_it_was(run: ParallelRun) -> None:
+    task = child(run, "a", suspend=False, status=running(2, commit="e" * 40))
+    crashed = pod(2, phase="Failed", exit_code=139, container_reason="Error")
+    plan = decide_task(task, [pod(1, phase="Failed", exit_code=1), crashed], NOW, POLICY)
+    later = decide_task(apply(task, plan.status), [pod(1, phase="Failed", exit_code=1), crashed],
+                        NOW + timedelta(seconds=30), POLICY)
+    assert later.create_attempt == 3 and later.attempt_spec.last_pushed == "e" * 40
 
 
 @pytest.mark.parametrize(("exit_code", "container_reason", "reason", "phase"), [
@@ -380,6 +417,38 @@ def test_dependents_of_a_failed_task_are_skipped_and_the_rest_merge(settings: Se
     assert request["notMerged"] == ["a", "b"]
     assert plan.status.phase == "Merging"
     assert {e.reason for e in plan.events} >= {"TaskSkipped", "MergeStarted"}
+
+
+def merge_request_of(plan) -> dict[str, Any]:
+    job = next(m for m in plan.create if m["kind"] == "Job")
+    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    return json.loads(next(e["value"] for e in env if e["name"] == "BRAID_MERGE_REQUEST"))
+
+
+def test_the_merge_request_carries_the_integration_commit_braid_last_pushed(settings: Settings) -> None:
+    run = make_run([t("a")])
+    children = {"a": done(run, "a")}
+    first = decide_run(observe(run, children), settings, NOW)
+    assert "lastPushed" not in merge_request_of(first)
+
+    # the merge Job went away before it reported (deleted, or its pod lost): the next one is
+    # given the record the run's status keeps from the merge before
+    before = run.model_copy(update={"status": first.status.model_copy(update={
+        "merge": MergeStatus(phase="Running", branch="braid/r/merged", last_pushed="f" * 40)})})
+    plan = decide_run(observe(before, children), settings, NOW)
+    assert merge_request_of(plan)["lastPushed"] == "f" * 40
+    assert plan.status.merge.phase == "Running" and plan.status.merge.last_pushed == "f" * 40
+
+    # the Job's report says what it pushed; that is the record from now on
+    started = before.model_copy(update={"status": plan.status})
+    report = MergeStatus(phase="Succeeded", branch="braid/r/merged", merged=["a"], commit="a" * 40,
+                         last_pushed="a" * 40)
+    ended = decide_run(observe(started, children, MergeView(exists=True, outcome="Succeeded", report=report)),
+                       settings, NOW)
+    assert ended.status.merge.last_pushed == "a" * 40
+    # a Job that ended without a report leaves the record as it was
+    unread = decide_run(observe(started, children, MergeView(exists=True, outcome="Failed")), settings, NOW)
+    assert unread.status.merge.phase == "Failed" and unread.status.merge.last_pushed == "f" * 40
 
 
 def test_the_merge_report_ends_the_run_with_a_warning_per_conflict(settings: Settings) -> None:

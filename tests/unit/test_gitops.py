@@ -14,6 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from braid.gitops import (
+    BranchExists,
     BranchMoved,
     DependencyConflict,
     MissingRef,
@@ -238,9 +239,9 @@ def test_pushed_branch_is_resumed(tmp_path, origin, cache):
     pushed = push_branch(ws, tb("a"), first.lease)
     assert origin.rev(tb("a")) == pushed
 
-    # the retry: a fresh workspace picks up the pushed work
+    # the retry: a fresh workspace picks up the pushed work braid recorded
     ws2 = workspace(tmp_path, cache, origin, "ws2")
-    again = prepare_branch(ws2, tb("a"), "main", [])
+    again = prepare_branch(ws2, tb("a"), "main", [], last_pushed=pushed)
     assert again.resumed and again.lease == pushed and again.start == pushed
     assert (ws2.path / "half.txt").read_text() == "half done\n"
     (ws2.path / "rest.txt").write_text("rest\n")
@@ -254,12 +255,49 @@ def test_resumed_branch_picks_up_a_dependency_that_moved(tmp_path, origin, cache
     origin.commit({"a.txt": "a1\n"}, "a", branch=tb("a"))
     ws = workspace(tmp_path, cache, origin)
     p = prepare_branch(ws, tb("b"), "main", [tb("a")])
-    push_branch(ws, tb("b"), p.lease)
+    pushed = push_branch(ws, tb("b"), p.lease)
     origin.commit({"a.txt": "a2\n"}, "a again", branch=tb("a"))
     ws2 = workspace(tmp_path, cache, origin, "ws2")
-    again = prepare_branch(ws2, tb("b"), "main", [tb("a")])
+    again = prepare_branch(ws2, tb("b"), "main", [tb("a")], last_pushed=pushed)
     assert again.resumed and again.merged_dependencies == [tb("a")]
     assert (ws2.path / "a.txt").read_text() == "a2\n"
+
+
+def test_a_branch_braid_did_not_push_is_not_adopted(tmp_path, origin, cache):
+    # someone made the task branch before the run: braid has no record of pushing it
+    theirs = origin.commit({"theirs.txt": "not braid's\n"}, "their work", branch=tb("a"))
+    ws = workspace(tmp_path, cache, origin)
+    with pytest.raises(BranchExists) as info:
+        prepare_branch(ws, tb("a"), "main", [])
+    said = str(info.value)
+    assert tb("a") in said and theirs[:12] in said and "delete the branch" in said
+    assert origin.rev(tb("a")) == theirs
+
+
+def test_a_branch_that_moved_away_from_what_braid_pushed_is_not_adopted(tmp_path, origin, cache):
+    ws = workspace(tmp_path, cache, origin)
+    first = prepare_branch(ws, tb("a"), "main", [])
+    (ws.path / "mine.txt").write_text("mine\n")
+    commit_all(ws, "a")
+    pushed = push_branch(ws, tb("a"), first.lease)
+    # a commit on top of braid's, or braid's own commit rewritten: either is not what braid pushed
+    on_top = origin.commit({"theirs.txt": "t\n"}, "on top", branch=tb("a"))
+    ws2 = workspace(tmp_path, cache, origin, "ws2")
+    with pytest.raises(BranchExists) as info:
+        prepare_branch(ws2, tb("a"), "main", [], last_pushed=pushed)
+    assert on_top[:12] in str(info.value) and pushed[:12] in str(info.value)
+    assert origin.rev(tb("a")) == on_top
+
+
+def test_a_recorded_branch_that_was_deleted_starts_again_from_the_base(tmp_path, origin, cache):
+    ws = workspace(tmp_path, cache, origin)
+    prepare_branch(ws, tb("a"), "main", [])
+    (ws.path / "mine.txt").write_text("mine\n")
+    commit_all(ws, "a")
+    pushed = push_branch(ws, tb("a"), "")
+    origin.git("branch", "-D", tb("a"))
+    again = prepare_branch(workspace(tmp_path, cache, origin, "ws2"), tb("a"), "main", [], last_pushed=pushed)
+    assert not again.resumed and again.lease == "" and again.start == origin.rev("main")
 
 
 # -- commits and pushes -------------------------------------------------------------------------------------
@@ -395,9 +433,9 @@ def test_push_with_empty_lease_refuses_a_branch_that_appeared_meanwhile(tmp_path
 
 
 def test_push_refuses_when_a_resumed_branch_moved(tmp_path, origin, cache):
-    origin.commit({"a.txt": "1\n"}, "a", branch=tb("a"))
+    pushed = origin.commit({"a.txt": "1\n"}, "a", branch=tb("a"))
     ws = workspace(tmp_path, cache, origin)
-    p = prepare_branch(ws, tb("a"), "main", [])
+    p = prepare_branch(ws, tb("a"), "main", [], last_pushed=pushed)
     assert p.resumed
     (ws.path / "mine.txt").write_text("mine\n")
     assert commit_all(ws, "a").made

@@ -293,6 +293,49 @@ def test_dependent_of_a_conflicting_task_is_not_merged(origin):
     assert origin.show(status.commit, "app.py") == "x = 'a'\n"
 
 
+def orphan_task(origin: GitRepo, name: str, files: dict[str, str]) -> MergeTask:
+    """A task branch whose history has nothing in common with main."""
+    origin.git("checkout", "--quiet", "--orphan", tb(name))
+    origin.git("rm", "-r", "-f", "--quiet", ".")
+    origin.commit(files, f"{name} from scratch")
+    origin.checkout("main")
+    return MergeTask(name=name, branch=tb(name))
+
+
+def test_a_task_branch_with_unrelated_history_is_not_merged_and_the_others_are(origin):
+    tasks = [task(origin, "a", {"a.txt": "a\n"}), orphan_task(origin, "lost", {"lost.txt": "l\n"}),
+             task(origin, "z", {"z.txt": "z\n"})]
+    status = integrate_in(origin, tasks)
+    assert status.phase == "Conflicted"
+    assert status.merged == ["a", "z"] and status.not_merged == ["lost"]
+    (conflict,) = status.conflicts
+    assert (conflict.task, conflict.reason, conflict.files, conflict.collides_with) == (
+        "lost", "UnrelatedHistory", [], [])
+    assert tb("lost") in conflict.message and "no history in common" in conflict.message
+    assert status.conflict_count == 0
+    assert origin.show(status.commit, "z.txt") == "z\n" and origin.show(status.commit, "lost.txt") is None
+
+
+def test_unrelated_history_holds_back_dependents_and_stops_with_on_conflict_stop(origin):
+    lost = orphan_task(origin, "lost", {"lost.txt": "l\n"})
+    tasks = [lost, task(origin, "z", {"z.txt": "z\n"})]
+    child = task(origin, "child", {"child.txt": "c\n"}).model_copy(update={"depends_on": ["lost"]})
+    status = integrate_in(origin, [*tasks, child])
+    assert status.merged == ["z"] and sorted(status.not_merged) == ["child", "lost"]
+    assert [c.task for c in status.conflicts] == ["lost"]
+    stopped = integrate_in(origin, tasks, on_conflict="stop")
+    assert stopped.merged == [] and stopped.not_merged == ["lost", "z"]
+
+
+def test_run_merge_with_an_unrelated_task_branch_pushes_the_rest(tmp_path, origin):
+    tasks = [task(origin, "a", {"a.txt": "a\n"}), orphan_task(origin, "lost", {"lost.txt": "l\n"})]
+    status = run_merge(request(origin, tasks), ObjectCache(tmp_path / "cache"))
+    assert status.phase == "Conflicted", status.message
+    assert status.merged == ["a"] and [c.reason for c in status.conflicts] == ["UnrelatedHistory"]
+    assert origin.rev("braid/r1/merged") == status.commit
+    assert origin.show("braid/r1/merged", "a.txt") == "a\n"
+
+
 def test_missing_task_branch_is_not_merged(origin):
     tasks = [task(origin, "a", {"a.txt": "a\n"}), MergeTask(name="ghost", branch=tb("ghost"))]
     status = integrate_in(origin, tasks)
@@ -386,14 +429,80 @@ def test_rerunning_the_merge_keeps_the_same_commit(tmp_path, origin):
 
 def test_rerun_with_more_work_updates_the_branch_braid_wrote(tmp_path, origin):
     cache = ObjectCache(tmp_path / "cache")
+    b = task(origin, "b", {"b.txt": "b\n"})
+    first = run_merge(request(origin, [b]), cache)
+    assert first.last_pushed == first.commit == origin.rev("braid/r1/merged")
+    # a merges before b now: the new result does not build on the old one
+    a = task(origin, "a", {"a.txt": "a\n"})
+    second = run_merge(request(origin, [a, b], last_pushed=first.last_pushed), cache)
+    assert second.phase == "Succeeded", second.message
+    assert not origin.is_ancestor(first.commit, second.commit)
+    assert origin.rev("braid/r1/merged") == second.commit == second.last_pushed
+    assert origin.show("braid/r1/merged", "a.txt") == "a\n"
+
+
+def test_braids_own_result_is_replaced_only_with_its_record(tmp_path, origin):
+    cache = ObjectCache(tmp_path / "cache")
+    b = task(origin, "b", {"b.txt": "b\n"})
+    first = run_merge(request(origin, [b]), cache)
+    a = task(origin, "a", {"a.txt": "a\n"})
+    # the commit carries braid's trailer, but without braid's record of pushing it that proves nothing
+    lost = run_merge(request(origin, [a, b]), cache)
+    assert lost.phase == "Failed" and "holds commits braid did not write" in lost.message
+    assert lost.last_pushed is None
+    assert origin.rev("braid/r1/merged") == first.commit
+
+
+def test_the_record_survives_a_merge_that_pushed_nothing(tmp_path, origin):
+    cache = ObjectCache(tmp_path / "cache")
     a = task(origin, "a", {"a.txt": "a\n"})
     first = run_merge(request(origin, [a]), cache)
+    kept = run_merge(request(origin, [a], last_pushed=first.last_pushed), ObjectCache(tmp_path / "cache2"))
+    assert kept.commit == first.commit and kept.last_pushed == first.last_pushed
+    failed = run_merge(request(origin, [a], last_pushed=first.last_pushed).model_copy(
+        update={"repo": RepoSpec(url=str(origin.path), base_ref="nope")}), cache)
+    assert failed.phase == "Failed" and failed.last_pushed == first.last_pushed
+
+
+def test_a_human_commit_with_a_forged_trailer_on_top_of_braids_result_is_kept(tmp_path, origin):
+    cache = ObjectCache(tmp_path / "cache")
+    a = task(origin, "a", {"a.txt": "a\n"})
+    first = run_merge(request(origin, [a]), cache)
+    human = GitRepo(tmp_path / "human")
+    origin.git("clone", "--quiet", str(origin.path), str(human.path))
+    human.checkout("braid/r1/merged", "origin/braid/r1/merged")
+    one = human.commit({"fix.txt": "a fix\n"}, "fix it\n\nBraid-Run: r1")
+    two = human.commit({"fix.txt": "a better fix\n"}, "fix it again\n\nBraid-Run: r1\nBraid-Task: a")
+    human.git("push", "--quiet", "origin", "braid/r1/merged")
+
     b = task(origin, "b", {"b.txt": "b\n"})
-    second = run_merge(request(origin, [a, b]), cache)
-    assert second.phase == "Succeeded", second.message
-    assert second.commit != first.commit
-    assert origin.rev("braid/r1/merged") == second.commit
-    assert origin.show("braid/r1/merged", "b.txt") == "b\n"
+    status = run_merge(request(origin, [a, b], last_pushed=first.last_pushed), cache)
+    assert status.phase == "Failed"
+    assert status.message == (f"spec.integrationBranch: braid/r1/merged already exists and holds commits braid did "
+                              f"not write (tip {two[:12]}); delete it or choose another name")
+    assert origin.rev("braid/r1/merged") == two
+    assert origin.is_ancestor(one, two) and origin.is_ancestor(first.commit, one)
+    assert status.last_pushed == first.last_pushed
+
+
+def test_a_cherry_picked_braid_commit_as_tip_is_refused(tmp_path, origin):
+    cache = ObjectCache(tmp_path / "cache")
+    a = task(origin, "a", {"a.txt": "a\n"})
+    first = run_merge(request(origin, [a], branch="release"), cache)
+    # someone rebuilt release by hand: their own commit, then braid's merge cherry-picked, trailer and all
+    origin.checkout("rebuilt", "main")
+    origin.commit({"hotfix.txt": "h\n"}, "hotfix")
+    origin.git("cherry-pick", "-m", "1", first.commit)
+    picked = origin.rev("HEAD")
+    origin.checkout("main")
+    origin.branch("release", picked)
+    assert "Braid-Run: r1" in origin.message("release") and picked != first.commit
+
+    b = task(origin, "b", {"b.txt": "b\n"})
+    status = run_merge(request(origin, [a, b], branch="release", last_pushed=first.last_pushed), cache)
+    assert status.phase == "Failed" and f"holds commits braid did not write (tip {picked[:12]})" in status.message
+    assert origin.rev("release") == picked
+    assert origin.show("release", "hotfix.txt") == "h\n"
 
 
 def test_foreign_integration_branch_is_refused_and_left_untouched(tmp_path, origin):
@@ -402,7 +511,8 @@ def test_foreign_integration_branch_is_refused_and_left_untouched(tmp_path, orig
     status = run_merge(request(origin, tasks, branch="feature/auth"), ObjectCache(tmp_path / "cache"))
     assert status.phase == "Failed"
     assert "feature/auth" in status.message
-    assert "spec.integrationBranch" in status.message and "not written by run r1" in status.message
+    assert status.message == ("spec.integrationBranch: feature/auth already exists and holds commits braid did not "
+                              f"write (tip {theirs[:12]}); delete it or choose another name")
     assert "\n" not in status.message
     assert origin.rev("feature/auth") == theirs
     assert status.merged == [] and "a" in status.not_merged
@@ -415,7 +525,7 @@ def test_branch_of_another_run_is_refused(tmp_path, origin):
     assert run_merge(other, cache).phase == "Succeeded"
     before = origin.rev("shared")
     status = run_merge(request(origin, [task(origin, "a", {"a.txt": "a\n"})], branch="shared"), cache)
-    assert status.phase == "Failed" and "not written by run r1" in status.message
+    assert status.phase == "Failed" and "holds commits braid did not write" in status.message
     assert origin.rev("shared") == before
 
 
@@ -428,7 +538,7 @@ def test_branch_of_a_run_whose_name_extends_this_one_is_refused(tmp_path, origin
     before = origin.rev("feature/auth")
     status = run_merge(request(origin, [task(origin, "a", {"a.txt": "a\n"})], branch="feature/auth"), cache)
     assert status.phase == "Failed", "run r1 overwrote the integration branch of run r10"
-    assert "not written by run r1" in status.message
+    assert "holds commits braid did not write" in status.message
     assert origin.rev("feature/auth") == before
 
 

@@ -110,7 +110,7 @@ def test_retry_resumes_from_the_pushed_work(tmp_path, origin):
     retry = spec(origin, "api", [
         {"op": "require", "path": "api/half.py"},
         {"op": "write", "path": "api/rest.py", "content": "rest\n"},
-    ])
+    ], last_pushed=first.commit)
     second = run_task(retry, paths(tmp_path, "attempt2"))
     assert second.phase == "Succeeded", second.message
     assert origin.parents(second.commit) == [first.commit]
@@ -182,6 +182,22 @@ def test_branch_moved_while_the_task_ran_is_not_overwritten(tmp_path, origin):
     assert origin.rev(tb("a")) == theirs
 
 
+def test_a_task_branch_braid_did_not_push_fails_the_task_and_is_left_alone(tmp_path, origin):
+    theirs = origin.commit({"theirs.txt": "someone's work\n"}, "their work", branch=tb("a"))
+    s = spec(origin, "a", [{"op": "write", "path": "mine.txt", "content": "m\n"}])
+    result = run_task(s, paths(tmp_path))
+    assert (result.phase, result.reason) == ("Failed", "BranchExists")
+    assert tb("a") in result.message and theirs[:12] in result.message
+    assert result.commit is None
+    assert origin.rev(tb("a")) == theirs  # nothing pushed
+    # no agent ran: its working copy holds nothing to keep
+    assert not (paths(tmp_path).workdir / "mine.txt").exists()
+
+    # a record of another commit does not make it braid's either
+    again = run_task(spec(origin, "a", [], last_pushed=origin.rev("main")), paths(tmp_path))
+    assert again.reason == "BranchExists" and origin.rev(tb("a")) == theirs
+
+
 def test_credentials_never_reach_the_result_logs_or_the_repository(tmp_path, origin, caplog):
     secret = "pw-9f8e7d6c5b4a"
     creds = tmp_path / "creds"
@@ -245,14 +261,15 @@ def test_a_working_copy_with_unpushed_work_is_set_aside_not_deleted(tmp_path, or
     done = run_task(spec(origin, "api", [{"op": "write", "path": "api/a.py", "content": "a\n"}]), ws)
     assert done.phase == "Succeeded"
     # the next attempt in the same place: a pushed working copy is simply replaced
-    again = run_task(spec(origin, "api", [{"op": "require", "path": "api/a.py"}]), ws)
+    again = run_task(spec(origin, "api", [{"op": "require", "path": "api/a.py"}], last_pushed=done.commit), ws)
     assert again.phase == "Succeeded"
     assert not list(ws.workdir.parent.glob("api.unpushed-*"))
 
     # an agent wrote, then its runner was killed (SIGKILL: no commit, no push, no marker)
     (ws.workdir.parent / ".api.pushed").unlink()
     (ws.workdir / "api" / "unsaved.py").write_text("only here\n")
-    third = run_task(spec(origin, "api", [{"op": "write", "path": "api/b.py", "content": "b\n"}]), ws)
+    third = run_task(spec(origin, "api", [{"op": "write", "path": "api/b.py", "content": "b\n"}],
+                          last_pushed=again.commit), ws)
     assert third.phase == "Succeeded"
     kept = list(ws.workdir.parent.glob("api.unpushed-*"))
     assert len(kept) == 1 and (kept[0] / "api" / "unsaved.py").read_text() == "only here\n"

@@ -8,7 +8,16 @@ from typing import Any
 
 import pytest
 
-from braid.api import AgentTaskStatus, Budget, Conflict, ConflictFile, MergeStatus, ParallelRun, Usage
+from braid.api import (
+    AgentTaskStatus,
+    Budget,
+    Conflict,
+    ConflictFile,
+    MergeStatus,
+    ParallelRun,
+    ParallelRunStatus,
+    Usage,
+)
 from braid.plan import TaskView, step
 from braid.plan.clock import iso
 
@@ -152,3 +161,48 @@ def test_a_finished_run_stays_as_it_ended() -> None:
     later = step(run, all_succeeded(), MergeStatus(phase="Succeeded"), NOW + timedelta(hours=1))
     assert later.closed and not later.finished and later.events == []
     assert later.status.finished_at == done.status.finished_at and later.status.phase == "Succeeded"
+
+
+RECORD = "f" * 40
+
+
+def with_record(run: ParallelRun, phase: str = "Pending") -> ParallelRun:
+    """A run whose status remembers the integration commit braid last pushed."""
+    return run.model_copy(update={"status": ParallelRunStatus(
+        merge=MergeStatus(phase=phase, branch="braid/r/merged", last_pushed=RECORD))})
+
+
+def test_the_merge_request_carries_the_integration_commit_braid_last_pushed() -> None:
+    fresh = step(make_run(), all_succeeded(), None, NOW)
+    assert fresh.merge is not None and fresh.merge.last_pushed is None
+
+    decided = step(with_record(make_run()), all_succeeded(), None, NOW)
+    assert decided.merge is not None and decided.merge.last_pushed == RECORD
+    # while it runs, the status keeps the record (a merge started again gets it too)
+    assert (decided.status.merge.phase, decided.status.merge.last_pushed) == ("Running", RECORD)
+
+
+@pytest.mark.parametrize(("report", "kept"), [
+    (MergeStatus(phase="Succeeded", merged=["a"], commit="a" * 40, last_pushed="a" * 40), "a" * 40),
+    (MergeStatus(phase="Failed", message="the merge Job failed"), RECORD),
+])
+def test_the_record_is_what_the_merge_reports_or_else_what_it_was(report: MergeStatus, kept: str) -> None:
+    decided = step(with_record(make_run(), "Running"), all_succeeded(), report, NOW)
+    assert decided.finished and decided.status.merge.last_pushed == kept
+
+
+def test_a_run_with_nothing_to_merge_keeps_the_record() -> None:
+    decided = step(with_record(make_run()), {t["name"]: ended("Failed") for t in TASKS}, None, NOW)
+    assert decided.status.merge.phase == "Skipped" and decided.status.merge.last_pushed == RECORD
+
+
+def test_a_task_branch_that_cannot_be_merged_at_all_is_said_so() -> None:
+    report = MergeStatus(phase="Conflicted", branch="braid/r/merged", merged=["a", "b", "c", "d"], not_merged=["e"],
+                         conflicts=[Conflict(task="e", reason="UnrelatedHistory",
+                                             message="branch braid/r/tasks/e has no history in common with the base")])
+    decided = step(make_run(), all_succeeded(), report, NOW)
+    assert (decided.status.phase, decided.status.reason) == ("Conflicted", "MergeConflicts")
+    assert decided.status.message == "e not merged (UnrelatedHistory); 4 merged into braid/r/merged"
+    (warning,) = [e for e in decided.events if e.reason == "MergeConflict"]
+    assert warning.message == ("task e was not merged (UnrelatedHistory): branch braid/r/tasks/e has no history in "
+                               "common with the base")

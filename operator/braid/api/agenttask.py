@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from .common import API_VERSION, Model
+from .common import API_VERSION, COMMIT_PATTERN, Model
 from .parallelrun import AgentSpec, Budget, ObjectMeta, RepoSpec, ResourceRequirements, RetryPolicy, TaskName
 from .status import Condition, TaskStatus
 
@@ -28,6 +28,13 @@ class AgentTaskSpec(Model):
     branch: str = Field(max_length=255, description="The task's own branch, braid/<run>/tasks/<task>.")
     dependency_branches: list[str] = Field(
         default_factory=list, max_length=64, description="Branches merged into the task branch before the agent starts."
+    )
+    last_pushed: str | None = Field(
+        None,
+        pattern=COMMIT_PATTERN,
+        description="The commit braid last pushed to the task branch (the task's status.commit). The launcher sets "
+        "it in each attempt's copy of the spec; an attempt resumes the branch only while it holds exactly this "
+        "commit, and a branch braid has no record of is never adopted: the task fails with BranchExists.",
     )
     agent: AgentSpec = Field(default_factory=AgentSpec, description="Run defaults with the task's overrides applied.")
     resources: ResourceRequirements | None = None

@@ -23,6 +23,9 @@ RUN_NAME_MAX = 40
 # outside the set is either rejected by git or a quoting hazard.
 REF_CHARSET_PATTERN = r"^[A-Za-z0-9._/+-]+$"
 
+# A full commit id (SHA-1 or SHA-256), as braid records what it pushed.
+COMMIT_PATTERN = r"^[0-9a-f]{40}([0-9a-f]{24})?$"
+
 
 class Model(BaseModel):
     """Base of every API model: camelCase on the wire, unknown fields rejected."""

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from .common import Model
+from .common import COMMIT_PATTERN, Model
 from .parallelrun import RepoSpec
 
 
@@ -23,3 +23,9 @@ class MergeRequest(Model):
     on_conflict: Literal["continue", "stop"] = "continue"
     tasks: list[MergeTask] = Field(description="Succeeded tasks, to be merged.")
     not_merged: list[str] = Field(default_factory=list, description="Tasks that did not succeed, for the report.")
+    last_pushed: str | None = Field(
+        None,
+        pattern=COMMIT_PATTERN,
+        description="The commit braid itself last pushed to the integration branch for this run (the run's "
+        "status.merge.lastPushed): the one tip the merge may replace other than by a fast-forward.",
+    )

@@ -71,6 +71,11 @@ class Conflict(Model):
     task: str
     collides_with: list[str] = Field(default_factory=list)
     files: list[ConflictFile] = Field(default_factory=list)
+    reason: Literal["UnrelatedHistory"] | None = Field(
+        None, description="Set when the branch as a whole cannot be merged (files is empty then): UnrelatedHistory, "
+        "its history has nothing in common with the base."
+    )
+    message: str | None = None
 
 
 class MergeStatus(Model):
@@ -81,6 +86,11 @@ class MergeStatus(Model):
     conflicts: list[Conflict] = Field(default_factory=list)
     conflict_count: int = 0
     commit: str | None = None
+    last_pushed: str | None = Field(
+        None,
+        description="The commit braid itself last pushed to the integration branch for this run: a later merge may "
+        "replace the branch only while it holds this commit (or fast-forward it).",
+    )
     message: str | None = None
 
 

@@ -39,9 +39,9 @@ async def reconcile_agenttask(ctx: Context, key: Key) -> float | None:
     policy = TaskPolicy(ctx.settings.deadline_grace_seconds, ctx.settings.max_interruptions)
     plan = decide_task(task, views, utcnow(), policy)
 
-    if plan.create_attempt is not None:
+    if plan.create_attempt is not None and plan.attempt_spec is not None:
         try:
-            attempt = task.model_copy(update={"spec": spec.model_copy(update={"budget": plan.attempt_budget})})
+            attempt = task.model_copy(update={"spec": plan.attempt_spec})
             await ctx.kube.create(agent_pod(attempt, plan.create_attempt, ctx.settings))
         except AlreadyExists:
             return ADOPT_DELAY

@@ -5,6 +5,7 @@ from .cache import ObjectCache, RepositoryUnreachable, default_cache_root, norma
 from .git import GitError, Repo
 from .secrets import Leak, Secrets, scan_outgoing
 from .workspace import (
+    BranchExists,
     BranchMoved,
     Committed,
     DependencyConflict,
@@ -21,7 +22,7 @@ from .workspace import (
 )
 
 __all__ = [
-    "BranchMoved", "Committed", "DependencyConflict", "GitError", "Leak", "MissingRef", "ObjectCache", "Prepared",
+    "BranchExists", "BranchMoved", "Committed", "DependencyConflict", "GitError", "Leak", "MissingRef", "ObjectCache", "Prepared",
     "Repo", "RepositoryUnreachable", "Secrets", "changed_files", "commit_all", "default_cache_root", "git_auth_env",
     "mark_pushed", "normalize_url", "open_workspace", "prepare_branch", "push_branch", "reset_git_dir",
     "resolve_base", "scan_outgoing",

@@ -25,6 +25,18 @@ class MissingRef(RuntimeError):
     pass
 
 
+class BranchExists(RuntimeError):
+    """The task branch holds a commit braid has no record of pushing: it is not taken for braid's work."""
+
+    def __init__(self, branch: str, tip: str, last_pushed: str | None):
+        if last_pushed:
+            what = f"is at {tip[:12]}, not at {last_pushed[:12]} where braid last pushed it"
+        else:
+            what = f"already exists (at {tip[:12]}) and braid did not push it"
+        super().__init__(f"branch {branch} {what}; braid does not take over work it did not write: "
+                         "delete the branch, or rename the task or the run")
+
+
 @dataclass
 class Prepared:
     start: str
@@ -148,9 +160,17 @@ def resolve_base(repo: Repo, base_ref: str, branches: str = "refs/remotes/origin
     raise MissingRef(f"repo.baseRef: {base_ref!r} is not a branch, tag or commit of the repository")
 
 
-def prepare_branch(repo: Repo, branch: str, base_ref: str, dependency_branches: Sequence[str]) -> Prepared:
-    """Check out `branch`: resume it if it was pushed before, else start it from the base; merge dependencies."""
+def prepare_branch(repo: Repo, branch: str, base_ref: str, dependency_branches: Sequence[str],
+                   last_pushed: str | None = None) -> Prepared:
+    """Check out `branch`: resume it if braid pushed it, else start it from the base; merge dependencies.
+
+    `last_pushed` is braid's record of the commit it last pushed to `branch`. The branch is
+    resumed only while it holds exactly that commit; a branch that exists without a record,
+    or moved away from it, raises BranchExists and is left as it is.
+    """
     remote_tip = repo.rev(f"refs/remotes/origin/{branch}")
+    if remote_tip and remote_tip != last_pushed:
+        raise BranchExists(branch, remote_tip, last_pushed)
     if remote_tip:
         repo.run("checkout", "--quiet", "-B", branch, remote_tip)
     else:

@@ -35,6 +35,7 @@ from braid.plan import (
     TaskView,
     add_usage,
     attempt_ended,
+    attempt_spec,
     end_without_attempt,
     nodes_of,
     start_attempt,
@@ -278,8 +279,8 @@ class LocalRun:
     def _spawn(self, name: str, budget: Budget | None, now: datetime) -> None:
         state = self.tasks[name]
         attempt = state.attempts + 1
-        spec = task_spec(self.run, self.run.spec.task(name)).model_copy(
-            update={"repo": self._repo(), "budget": budget, "suspend": False})
+        spec = attempt_spec(task_spec(self.run, self.run.spec.task(name)), state, budget).model_copy(
+            update={"repo": self._repo()})
         task_dir = self.state_dir / "tasks" / name
         task_dir.mkdir(parents=True, exist_ok=True)
         spec_path = task_dir / "spec.json"
@@ -391,8 +392,19 @@ class LocalRun:
 
     def _resume(self) -> None:
         """Keep a task's earlier success when neither it nor anything it depends on changed or re-runs,
-        and its branch still holds the commit it produced; every other task runs (again)."""
+        and its branch still holds the commit it produced; every other task runs (again).
+
+        What braid pushed before is remembered across runs: each task's last pushed commit (so
+        a task that runs again resumes its own branch, and only that), and the integration
+        commit the last merge pushed (so the merge may replace it).
+        """
         previous = _read_previous(self.state_dir / "tasks.json")
+        for name, old in previous.items():
+            self._account_unrecorded(name, old)
+        record = _read_merge_record(self.state_dir / "status.json")
+        if record:
+            self.run.status = ParallelRunStatus(
+                merge=MergeStatus(phase="Pending", branch=self.run.integration_branch, last_pushed=record))
         old_prints = _read_json(self.state_dir / "fingerprints.json") or {}
         prints = task_fingerprints(self.run)
         tips: dict[str, str] = {}
@@ -417,11 +429,18 @@ class LocalRun:
                 self.tasks[name] = kept
             else:
                 rerun.add(name)
-                self.tasks[name] = AgentTaskStatus(phase="Pending", branch=self.run.branch_of(name))
+                self.tasks[name] = AgentTaskStatus(phase="Pending", branch=self.run.branch_of(name),
+                                                   commit=old.commit if old is not None else None)
             self._conditions(name, now)
         # the order of the spec, as the status shows it
         self.tasks = {t.name: self.tasks[t.name] for t in self.run.spec.tasks}
         _write_json(self.state_dir / "fingerprints.json", prints)
+
+    def _account_unrecorded(self, name: str, state: AgentTaskStatus) -> None:
+        """Results that attempts of a killed `braid run` left behind without being recorded: an
+        agent stopped with its run still pushes what it has, and its commit is braid's."""
+        for attempt in range(state.usage_attempts + 1, state.attempts + 1):
+            add_usage(state, attempt, _read_result(self.state_dir / "tasks" / name / f"result-{attempt}.json"))
 
 
 def task_fingerprints(run: ParallelRun) -> dict[str, str]:
@@ -429,7 +448,7 @@ def task_fingerprints(run: ParallelRun) -> dict[str, str]:
     prints: dict[str, str] = {}
     for task in run.spec.tasks:
         spec = task_spec(run, task).wire()
-        for owned in ("suspend", "budget", "skip"):
+        for owned in ("suspend", "budget", "skip", "lastPushed"):
             spec.pop(owned, None)
         prints[task.name] = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
     return prints
@@ -456,6 +475,15 @@ def _read_json(path: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def _read_merge_record(path: Path) -> str | None:
+    """The integration commit the previous run's merge pushed, from its status.json."""
+    merge = (_read_json(path) or {}).get("merge")
+    try:
+        return MergeStatus.model_validate(merge).last_pushed if isinstance(merge, dict) else None
+    except ValidationError:
+        return None
 
 
 def _read_previous(path: Path) -> dict[str, AgentTaskStatus]:

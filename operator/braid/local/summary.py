@@ -29,12 +29,14 @@ def render_summary(run: ParallelRun, status: ParallelRunStatus) -> str:
     lines.append(f"usage: {u.input_tokens} input, {u.output_tokens} output, {u.cache_read_tokens} cache-read, "
                  f"{u.cache_write_tokens} cache-write tokens; ${u.cost_usd:.4f}")
     merge = status.merge
-    if merge:
+    if merge and merge.phase != "Pending":
         lines.append(f"merge: {merge.phase}: {len(merge.merged)} merged into {merge.branch}"
                      + (f" at {merge.commit[:10]}" if merge.commit else ""))
         if merge.message:
             lines.append(f"  {merge.message}")
         for conflict in merge.conflicts:
+            if conflict.reason is not None:
+                lines.append(f"  not merged: task {conflict.task} [{conflict.reason}]: {conflict.message or ''}")
             for f in conflict.files:
                 with_ = f" (collides with {', '.join(f.collides_with)})" if f.collides_with else ""
                 lines.append(f"  conflict: task {conflict.task}: {f.path} [{f.kind}]{with_}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 
 from braid.api import Conflict, ConflictFile, MergeRequest, MergeStatus
 from braid.gitops import GitError, MissingRef, ObjectCache, Repo, RepositoryUnreachable, normalize_url, resolve_base
@@ -13,6 +12,7 @@ from .conflicts import parse_merge_tree
 
 log = logging.getLogger("braid.merge")
 
+# written into every merge commit for the reader; never read back to decide anything
 RUN_TRAILER = "Braid-Run"
 
 
@@ -54,6 +54,17 @@ def integrate(repo: Repo, request: MergeRequest, base: str) -> MergeStatus:
             status.not_merged.append(name)
             log.warning("not merging %s: branch %s does not exist", name, task.branch)
             continue
+        if repo.run("merge-base", current, tip, check=False)[0] == 1:
+            # git would refuse ("unrelated histories"): this task is not merged, the others are
+            status.conflicts.append(Conflict(task=name, reason="UnrelatedHistory", message=(
+                f"branch {task.branch} (at {tip[:12]}) has no history in common with the base "
+                f"{request.repo.base_ref}: it was started from an unrelated commit or rewritten; not merged")))
+            status.not_merged.append(name)
+            held_back.add(name)
+            log.warning("task %s: branch %s has no history in common with the base", name, task.branch)
+            if request.on_conflict == "stop":
+                stopped = True
+            continue
         code, out, err = repo.run("merge-tree", "--write-tree", "-z", current, tip, check=False)
         if code not in (0, 1):
             raise GitError(["merge-tree"], code, err)
@@ -82,31 +93,34 @@ def integrate(repo: Repo, request: MergeRequest, base: str) -> MergeStatus:
 
 
 class IntegrationBranchTaken(RuntimeError):
-    pass
+    def __init__(self, branch: str, tip: str):
+        super().__init__(f"spec.integrationBranch: {branch} already exists and holds commits braid did not write "
+                         f"(tip {tip[:12]}); delete it or choose another name")
 
 
 def publish(repo: Repo, request: MergeRequest, status: MergeStatus) -> None:
     """Push the merged commit to the integration branch; keep an identical existing result as it is.
 
-    A branch braid did not write for this run is never overwritten.
+    braid replaces only what it wrote: the branch moves other than by a fast-forward only
+    while its tip is the commit braid itself last pushed there (request.last_pushed, a record
+    braid keeps, not anything a commit could say of itself), and the push is leased on that
+    tip. Any other tip is refused and nothing is pushed.
     """
     branch = request.integration_branch
+    status.last_pushed = request.last_pushed
     existing = repo.rev(f"refs/heads/{branch}")
     if existing:
         if repo.out("rev-parse", f"{existing}^{{tree}}") == repo.out("rev-parse", f"{status.commit}^{{tree}}"):
             status.commit = existing
             return
-        trailer = re.compile(rf"^{RUN_TRAILER}: {re.escape(request.run)}$", re.MULTILINE)
-        ours = trailer.search(repo.out("log", "-1", "--format=%B", existing)) is not None
+        ours = existing == request.last_pushed
         fast_forward = repo.run("merge-base", "--is-ancestor", existing, status.commit, check=False)[0] == 0
         if not ours and not fast_forward:
-            raise IntegrationBranchTaken(
-                f"spec.integrationBranch: {branch} already exists and was not written by run {request.run}; "
-                "delete it or choose another name"
-            )
+            raise IntegrationBranchTaken(branch, existing)
     repo.run("push", "--quiet", "--porcelain", f"--force-with-lease=refs/heads/{branch}:{existing or ''}",
              normalize_url(request.repo.url), f"{status.commit}:refs/heads/{branch}")
     repo.run("update-ref", f"refs/heads/{branch}", status.commit)
+    status.last_pushed = status.commit
 
 
 def run_merge(request: MergeRequest, cache: ObjectCache, env: dict[str, str] | None = None) -> MergeStatus:
@@ -121,5 +135,6 @@ def run_merge(request: MergeRequest, cache: ObjectCache, env: dict[str, str] | N
     except (GitError, IntegrationBranchTaken, MissingRef, RepositoryUnreachable) as exc:
         log.error("merge failed: %s", exc)
         return MergeStatus(phase="Failed", branch=request.integration_branch, message=str(exc)[:1000],
-                           not_merged=[t.name for t in request.tasks] + list(request.not_merged))
+                           not_merged=[t.name for t in request.tasks] + list(request.not_merged),
+                           last_pushed=request.last_pushed)
 

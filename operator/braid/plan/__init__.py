@@ -18,12 +18,12 @@ from .dag import Node, PlanError, critical_path, find_cycle, nodes_of, topologic
 from .events import Event
 from .schedule import ENDED, Decision, Skip, decide
 from .step import FINAL_RUN_PHASES, Retry, Start, Step, TaskView, merge_request, step, summary
-from .tasks import task_spec
+from .tasks import attempt_spec, task_spec
 
 __all__ = [
     "ENDED", "FINAL_RUN_PHASES", "RETRYABLE", "AttemptEnd", "Decision", "Event", "Node", "PlanError", "Retry",
     "Skip", "Spend", "Start", "Step", "TaskPolicy", "TaskView", "add_usage", "attempt_budget", "attempt_ended",
-    "critical_path", "decide", "end_without_attempt", "exhausted", "fail", "find_cycle", "merge_request",
+    "attempt_spec", "critical_path", "decide", "end_without_attempt", "exhausted", "fail", "find_cycle", "merge_request",
     "nodes_of", "retry_delay", "spent", "start_attempt", "step", "summary", "task_conditions", "task_share", "task_spec",
     "topological_order", "upstream", "validate",
 ]

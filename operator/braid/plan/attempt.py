@@ -18,7 +18,8 @@ from .conditions import set_condition
 from .events import Event
 
 # Failure reasons worth another attempt; the others would fail the same way again
-# (a timeout, a spent budget, a refusal, conflicting dependencies, bad settings).
+# (a timeout, a spent budget, a refusal, conflicting dependencies, bad settings, a task
+# branch braid did not write: BranchExists).
 RETRYABLE = frozenset({"AgentFailed", "PushFailed", "GitFailed", "RepositoryUnreachable", "Crashed"})
 
 

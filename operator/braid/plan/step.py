@@ -219,8 +219,12 @@ def _retries(out: Step, tasks: Mapping[str, TaskView], now: datetime) -> None:
             out.retry.append(Retry(name, at, attempt_budget(view.share, state.usage)))
 
 
-def merge_request(run: ParallelRun, succeeded: set[str]) -> MergeRequest:
-    """Merge the succeeded tasks (spec order; the merge sorts them topologically); report the rest."""
+def merge_request(run: ParallelRun, succeeded: set[str], last_pushed: str | None = None) -> MergeRequest:
+    """Merge the succeeded tasks (spec order; the merge sorts them topologically); report the rest.
+
+    `last_pushed`: the integration commit braid itself last pushed for this run, the one tip
+    the merge may replace.
+    """
     return MergeRequest(
         run=run.name,
         repo=run.spec.repo,
@@ -229,6 +233,7 @@ def merge_request(run: ParallelRun, succeeded: set[str]) -> MergeRequest:
         tasks=[MergeTask(name=t.name, branch=run.branch_of(t.name), depends_on=t.depends_on)
                for t in run.spec.tasks if t.name in succeeded],
         not_merged=[t.name for t in run.spec.tasks if t.name not in succeeded],
+        last_pushed=last_pushed,
     )
 
 
@@ -237,15 +242,18 @@ def _merge(out: Step, run: ParallelRun, phases: dict[str, str], merge: MergeStat
     succeeded = {t.name for t in run.spec.tasks if phases[t.name] == "Succeeded"}
     others = [t.name for t in run.spec.tasks if t.name not in succeeded]
     branch = run.integration_branch
-    running = MergeStatus(phase="Running", branch=branch, message=f"merging {len(succeeded)} branches")
+    # what braid last pushed to the integration branch outlives every merge status written here
+    record = status.merge.last_pushed if status.merge is not None else None
+    running = MergeStatus(phase="Running", branch=branch, message=f"merging {len(succeeded)} branches",
+                          last_pushed=record)
     if not succeeded:
         status.merge = MergeStatus(phase="Skipped", branch=branch, not_merged=others,
-                                   message="no task succeeded; nothing to merge")
+                                   message="no task succeeded; nothing to merge", last_pushed=record)
         out.finished = True
     elif merge is None:
         if run.spec.suspend:
             return
-        out.merge = merge_request(run, succeeded)
+        out.merge = merge_request(run, succeeded, record)
         status.merge = running
         out.events.append(Event("Normal", "MergeStarted", f"merging {len(succeeded)} task branches into {branch}"))
     elif merge.phase in ("Pending", "Running"):
@@ -255,11 +263,18 @@ def _merge(out: Step, run: ParallelRun, phases: dict[str, str], merge: MergeStat
         result = merge.model_copy(deep=True)
         result.branch = result.branch or branch
         result.conflict_count = result.conflict_count or sum(len(c.files) for c in result.conflicts)
+        # a report that says nothing of it (a merge that failed before it could tell) leaves the record as it was
+        result.last_pushed = result.last_pushed or record
         if result.phase == "Failed" and not result.not_merged:
             result.not_merged = others
         status.merge = result
         out.finished = True
         for conflict in result.conflicts:
+            if conflict.reason is not None:
+                said = f": {conflict.message}" if conflict.message else ""
+                out.events.append(Event("Warning", "MergeConflict",
+                                        f"task {conflict.task} was not merged ({conflict.reason}){said}"))
+                continue
             files = ", ".join(f"{f.path} ({f.kind})" for f in conflict.files) or "unknown files"
             with_ = f" with {', '.join(conflict.collides_with)}" if conflict.collides_with else ""
             out.events.append(Event("Warning", "MergeConflict", f"task {conflict.task} conflicts{with_} in {files}"))
@@ -382,9 +397,17 @@ def _final(status: ParallelRunStatus, run: ParallelRun, cancelled: bool) -> None
             status.reason, status.message = "MergeFailed", (merge.message if merge else None) or "merge failed"
     elif merge is not None and merge.phase == "Conflicted":
         status.phase, status.reason = "Conflicted", "MergeConflicts"
-        status.message = (f"{len(merge.conflicts)} tasks conflict in {merge.conflict_count} files; "
-                          f"{len(merge.merged)} merged into {merge.branch}")
+        status.message = f"{_conflicts_said(merge)}; {len(merge.merged)} merged into {merge.branch}"
     else:
         status.phase, status.reason = "Succeeded", "Merged"
         merged = len(merge.merged) if merge else 0
         status.message = f"{merged} tasks merged into {merge.branch if merge else run.integration_branch}"
+
+
+def _conflicts_said(merge: MergeStatus) -> str:
+    """'2 tasks conflict in 3 files', and the tasks whose whole branch could not be merged."""
+    whole = [c for c in merge.conflicts if c.reason is not None]
+    by_file = len(merge.conflicts) - len(whole)
+    parts = [f"{by_file} tasks conflict in {merge.conflict_count} files"] if by_file or not whole else []
+    parts += [f"{c.task} not merged ({c.reason})" for c in whole]
+    return "; ".join(parts)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from braid.api import AgentTaskSpec, ParallelRun, TaskSpec
+from braid.api import AgentTaskSpec, AgentTaskStatus, Budget, ParallelRun, TaskSpec
 
 
 def task_spec(run: ParallelRun, task: TaskSpec) -> AgentTaskSpec:
@@ -25,3 +25,18 @@ def task_spec(run: ParallelRun, task: TaskSpec) -> AgentTaskSpec:
         retry=run.spec.retry,
         suspend=True,
     )
+
+
+def attempt_spec(spec: AgentTaskSpec, status: AgentTaskStatus | None, budget: Budget | None) -> AgentTaskSpec:
+    """What one attempt of a task runs: its spec, released, with what the attempt may spend and
+    the commit braid last pushed to the task's branch.
+
+    That record is the task's own status.commit (the commit its last reported attempt pushed),
+    never anything read from git: the runner resumes the branch only while it holds exactly
+    that commit, so a branch someone else created or moved is not taken for braid's work.
+    """
+    return spec.model_copy(update={
+        "suspend": False,
+        "budget": budget,
+        "last_pushed": status.commit if status is not None else None,
+    })

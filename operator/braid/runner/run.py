@@ -19,6 +19,7 @@ from braid.agents import AgentContext, AgentError, AgentOutcome, ModelAccess, ge
 from braid.api import AgentTaskSpec, TaskResult
 from braid.confine import ModelProxy, Sandbox, SandboxUnavailable, find_sandbox
 from braid.gitops import (
+    BranchExists,
     BranchMoved,
     DependencyConflict,
     GitError,
@@ -135,12 +136,14 @@ def prepare(spec: AgentTaskSpec, paths: RunnerPaths, started: float) -> Ready | 
         log.info("fetching %s into the object cache", url)
         cache = ObjectCache(paths.cache_dir).update(url, auth)
         repo = open_workspace(paths.workdir, cache, url)
-        prepared = prepare_branch(repo, spec.branch, spec.repo.base_ref, spec.dependency_branches)
-    except (RepositoryUnreachable, MissingRef, DependencyConflict, GitError) as exc:
+        prepared = prepare_branch(repo, spec.branch, spec.repo.base_ref, spec.dependency_branches,
+                                  last_pushed=spec.last_pushed)
+    except (RepositoryUnreachable, MissingRef, DependencyConflict, BranchExists, GitError) as exc:
         reason = {
             RepositoryUnreachable: "RepositoryUnreachable",
             MissingRef: "MissingRef",
             DependencyConflict: "DependencyConflict",
+            BranchExists: "BranchExists",
         }.get(type(exc), "GitFailed")
         log.error("%s: %s", reason, exc)
         if repo is not None:

@@ -9,8 +9,9 @@ from braid.plan import task_spec
 if TYPE_CHECKING:
     from .run import RunObservation, RunPlan
 
-# the run sets these as it admits, skips and suspends; an edit of the task does not
-RUN_OWNED_FIELDS = ("suspend", "budget", "skip")
+# the run sets these as it admits, skips and suspends (and each attempt's copy of the spec
+# carries lastPushed); an edit of the task does not
+RUN_OWNED_FIELDS = ("suspend", "budget", "skip", "lastPushed")
 
 
 def respec(plan: RunPlan, obs: RunObservation) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from braid.api import AgentTask, AgentTaskStatus, Budget, Usage
+from braid.api import AgentTask, AgentTaskSpec, AgentTaskStatus, Usage
 from braid.api.status import ENDED_TASK_PHASES
 from braid.kube import pod_name
 from braid.plan import (
@@ -19,6 +19,7 @@ from braid.plan import (
     add_usage,
     attempt_budget,
     attempt_ended,
+    attempt_spec,
     end_without_attempt,
     fail,
     start_attempt,
@@ -38,8 +39,9 @@ class TaskPlan:
     status: AgentTaskStatus
     create_attempt: int | None = None
     """Create the pod of this attempt (before writing status)."""
-    attempt_budget: Budget | None = None
-    """What that attempt may spend: the task's share less what its earlier attempts spent."""
+    attempt_spec: AgentTaskSpec | None = None
+    """The spec that attempt's pod runs (plan.attempt_spec): what it may spend (the task's share less
+    what its earlier attempts spent) and the commit braid last pushed to the task branch."""
     delete_pods: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     requeue_after: float | None = None
@@ -172,6 +174,6 @@ def _maybe_start(plan: TaskPlan, task: AgentTask, pods: list[PodView], now: date
     attempt = status.attempts + 1
     name = pod_name(spec.run, spec.task, attempt)
     plan.create_attempt = attempt
-    plan.attempt_budget = attempt_budget(spec.budget, status.usage)
+    plan.attempt_spec = attempt_spec(spec, status, attempt_budget(spec.budget, status.usage))
     plan.events.append(start_attempt(status, attempt, now, pod=name))
     plan.requeue_after = float(spec.timeout_seconds + policy.deadline_grace_seconds)
