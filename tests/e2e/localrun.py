@@ -21,6 +21,11 @@ GIT_ENV = {
 }
 
 
+class _NoAliases(yaml.SafeDumper):
+    def ignore_aliases(self, data: object) -> bool:
+        return True
+
+
 def git(repo: Path, *args: str, check: bool = True) -> str:
     proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
                           env={**os.environ, **GIT_ENV}, check=False)
@@ -86,7 +91,8 @@ class Workspace:
 
     def write(self, data: dict, name: str = "run.yaml") -> Path:
         path = self.root / name
-        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        # written out in full: braid refuses YAML anchors and aliases
+        path.write_text(yaml.dump(data, Dumper=_NoAliases, sort_keys=False))
         return path
 
     def argv(self, run_file: Path) -> list[str]:
