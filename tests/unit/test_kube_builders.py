@@ -250,3 +250,11 @@ def test_at_least() -> None:
     assert at_least("4Gi", "1Gi") == "4Gi"
     assert at_least("2", "500m") == "2"
     assert at_least("2", "strange") == "2"
+
+
+def test_event_messages_reach_kubectl_escaped() -> None:
+    involved = {"apiVersion": "braid.dev/v1alpha1", "kind": "AgentTask",
+                "metadata": {"name": "r-t", "namespace": "team-a", "uid": "u-2"}}
+    event = event_manifest(involved, Event("Warning", "AttemptFailed", "agent said \x1b]0;pwned\x07\x1b[2J done\nok"),
+                           "2026-01-02T03:04:05Z", "18a2b3c4d5e6f001", "braid-operator-0")
+    assert event["message"] == "agent said \\x1b]0;pwned\\x07\\x1b[2J done\nok"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from braid.plan.events import Event
+from braid.text import printable
 
 MESSAGE_LIMIT = 1024
 COMPONENT = "braid-operator"
@@ -15,7 +16,9 @@ def event_manifest(
 ) -> dict[str, Any]:
     """The Event about `involved` (a manifest with apiVersion, kind and metadata)."""
     meta = involved["metadata"]
-    message = event.message if len(event.message) <= MESSAGE_LIMIT else event.message[: MESSAGE_LIMIT - 3] + "..."
+    # agent output and file names reach `kubectl describe` escaped: no control character moves a terminal
+    text = printable(event.message)
+    message = text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 3] + "..."
     return {
         "apiVersion": "v1",
         "kind": "Event",
