@@ -44,11 +44,6 @@ def conversations(scripts: dict[str, list[Reply]]) -> Callable[[Recorded], Reply
 
 
 @pytest.fixture
-def ws(tmp_path: Path) -> Workspace:
-    return Workspace(tmp_path)
-
-
-@pytest.fixture
 def origin(tmp_path: Path) -> Path:
     return make_origin(tmp_path / "origin", {"README.md": "# app\n\nTBD\n", "app/__init__.py": ""})
 

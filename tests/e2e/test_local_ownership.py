@@ -15,11 +15,6 @@ from localrun import Workspace, branches, git, make_origin, manifest, script_tas
 
 
 @pytest.fixture
-def ws(tmp_path: Path) -> Workspace:
-    return Workspace(tmp_path)
-
-
-@pytest.fixture
 def origin(tmp_path: Path) -> Path:
     return make_origin(tmp_path / "origin", {"README.md": "# app\n"})
 

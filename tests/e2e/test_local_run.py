@@ -19,11 +19,6 @@ README = "# app\n\nTBD\n"
 
 
 @pytest.fixture
-def ws(tmp_path: Path) -> Workspace:
-    return Workspace(tmp_path)
-
-
-@pytest.fixture
 def origin(tmp_path: Path) -> Path:
     return make_origin(tmp_path / "origin", {"README.md": README, "app/__init__.py": ""})
 

@@ -15,8 +15,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from braid.api import AgentTask, MergeStatus, ParallelRun, TaskResult
 from braid.controller.decide import MergeView, PodView, RunObservation, TaskPolicy, Terminated, decide_run, decide_task
 from braid.settings import Settings
@@ -98,11 +96,6 @@ class PlayedCluster:
                 self.reconcile_task(name)
             self.now += timedelta(seconds=5)
         raise AssertionError("the played cluster never finished the run")
-
-
-@pytest.fixture
-def ws(tmp_path: Path) -> Workspace:
-    return Workspace(tmp_path)
 
 
 def test_a_local_run_and_a_cluster_run_of_the_same_spec_end_in_the_same_status(ws: Workspace,

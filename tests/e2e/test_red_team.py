@@ -61,11 +61,6 @@ nohup sleep 301 </dev/null >/dev/null 2>&1 &
 
 
 @pytest.fixture
-def ws(tmp_path: Path) -> Workspace:
-    return Workspace(tmp_path)
-
-
-@pytest.fixture
 def setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     origin = make_origin(tmp_path / "origin", {"README.md": PLANTED_README, "app/__init__.py": ""})
     git(origin, "branch", "release")
