@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -233,6 +234,14 @@ def test_command_gets_a_minimal_environment(workdir, monkeypatch, tmp_path):
     assert env["BRAID_TASK"] == "t1" and env["BRAID_RUN"] == "r1"
     assert env["MY_SETTING"] == "on"
     assert env.get("PATH")
+
+
+def test_a_command_agent_is_told_the_tasks_paths_and_dependencies(workdir):
+    ctx = command_ctx(workdir, ["sh", "-c", 'printf "%s\\n%s\\n" "$BRAID_PATHS" "$BRAID_DEPENDS_ON" > told.txt'],
+                      paths=["db/", "app/models.py"], depends_on=["schema"])
+    assert CommandAgent().run(ctx).ok
+    paths, deps = (workdir / "told.txt").read_text().splitlines()
+    assert json.loads(paths) == ["db/", "app/models.py"] and json.loads(deps) == ["schema"]
 
 
 def test_a_command_agent_gets_the_proxy_and_a_placeholder(workdir):

@@ -504,3 +504,26 @@ def test_settings_from_the_environment_are_checked(api: MessagesAPI, repo: GitRe
 def test_the_backend_is_registered() -> None:
     assert isinstance(get_agent("anthropic"), AnthropicAgent)
 
+
+
+def test_the_repositorys_notes_for_agents_follow_the_cached_system_prompt(api: MessagesAPI, repo: GitRepo) -> None:
+    (repo.path / "CLAUDE.md").write_text("Indent with tabs.\n")
+    (repo.path / "AGENTS.md").write_text("Run `make check` before you finish.\n" + "x" * 30_000)
+    api.queue(reply(text("done")))
+    assert run(context(repo)).ok
+    (braids, notes) = api.message_requests[0].body["system"]
+    assert braids["text"].startswith(SYSTEM_PROMPT) and braids["cache_control"] == EPHEMERAL
+    assert "cache_control" not in notes
+    assert '<file name="CLAUDE.md">\nIndent with tabs.\n</file>' in notes["text"]
+    assert "Run `make check` before you finish." in notes["text"]
+    assert "AGENTS.md is longer; the rest is not shown" in notes["text"] and len(notes["text"]) < 21_000
+
+
+def test_notes_that_lead_out_of_the_working_copy_are_not_read(api: MessagesAPI, repo: GitRepo, tmp_path: Path) -> None:
+    secret = tmp_path / "outside.md"
+    secret.write_text("not the repository's\n")
+    (repo.path / "CLAUDE.md").symlink_to(secret)
+    api.queue(reply(text("done")))
+    assert run(context(repo)).ok
+    system = api.message_requests[0].body["system"]
+    assert len(system) == 1 and "not the repository's" not in json.dumps(system)

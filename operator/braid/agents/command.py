@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -24,6 +25,9 @@ def minimal_env(ctx: AgentContext) -> dict[str, str]:
     env["BRAID_RUN"] = ctx.run
     env["BRAID_TASK"] = ctx.task
     env["BRAID_WORKDIR"] = str(ctx.workdir)
+    # what the prompt on stdin does not say: where the task works, what it builds on (JSON arrays)
+    env["BRAID_PATHS"] = json.dumps(list(ctx.paths))
+    env["BRAID_DEPENDS_ON"] = json.dumps(list(ctx.depends_on))
     env.update(ctx.agent.env or {})
     if ctx.model is not None:
         env["ANTHROPIC_BASE_URL"] = ctx.model.url

@@ -56,7 +56,7 @@ class Session:
         self.deadline = time.monotonic() + ctx.timeout_seconds
         self._key = key
         self._warned: set[str] = set()
-        self.system = prompt.system_blocks(settings.system_prompt)
+        self.system = prompt.system_blocks(settings.system_prompt, prompt.repository_notes(ctx.workdir))
         self.tool_defs = prompt.tool_definitions()
         self.tools = Toolbox(ctx.workdir, self._tool_env(), ctx.cancel, self.time_left, self.redact, ctx.sandbox)
         self.retrier = Retrier(settings.max_retries, ctx.cancel, self.time_left, ctx.log)

@@ -8,9 +8,11 @@ Task specifics go in the first user message.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 from ..base import AgentContext
+from ..paths import OutsideWorktree, resolve_inside
 from .tools import DEFINITIONS
 
 EPHEMERAL = {"type": "ephemeral"}
@@ -31,9 +33,43 @@ says what you changed, in the imperative (it becomes a commit message), the foll
 lines give the details and anything left undone."""
 
 
-def system_blocks(extra: str | None) -> list[dict[str, Any]]:
+NOTES_FILES = ("CLAUDE.md", "AGENTS.md")
+NOTES_LIMIT = 20_000
+"""Characters read of each notes file; the rest is cut, and the model is told so."""
+
+
+def repository_notes(workdir: Path) -> str | None:
+    """The repository's own notes for agents (CLAUDE.md, AGENTS.md at its root), bounded; None without any.
+
+    A file that is a symlink out of the working copy, or into .git, is not read.
+    """
+    parts = []
+    for name in NOTES_FILES:
+        try:
+            path = resolve_inside(workdir, name)
+            if not path.is_file():
+                continue
+            with path.open("rb") as fh:
+                data = fh.read(NOTES_LIMIT * 4 + 1)
+        except (OutsideWorktree, OSError):
+            continue
+        text = data.decode(errors="replace")
+        if len(text) > NOTES_LIMIT:
+            text = text[:NOTES_LIMIT] + f"\n[... {name} is longer; the rest is not shown ...]"
+        parts.append(f'<file name="{name}">\n{text.strip()}\n</file>')
+    if not parts:
+        return None
+    return ("The repository has notes for agents working on it. Follow them where they do not contradict "
+            "the rules above or the task.\n\n" + "\n\n".join(parts))
+
+
+def system_blocks(extra: str | None, notes: str | None = None) -> list[dict[str, Any]]:
+    """braid's prompt (cached: the same for every task), then the repository's notes after the breakpoint."""
     text = SYSTEM_PROMPT + (f"\n\n{extra.strip()}" if extra and extra.strip() else "")
-    return [{"type": "text", "text": text, "cache_control": EPHEMERAL}]
+    blocks: list[dict[str, Any]] = [{"type": "text", "text": text, "cache_control": EPHEMERAL}]
+    if notes:
+        blocks.append({"type": "text", "text": notes})
+    return blocks
 
 
 def tool_definitions() -> list[dict[str, Any]]:
