@@ -48,7 +48,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         run = load_parallelrun(args.file)
     except InvalidSpec as exc:
         return _fail(str(exc))
+    events = None
+    if args.events:
+        try:
+            # `-`: the events on stdout, the human summary moves to stderr
+            events = sys.stdout if args.events == "-" else open(args.events, "a", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            return _fail(f"--events {args.events}: {exc.strerror}")
     options = LocalOptions(
+        events=events,
         state_dir=_path(args.state_dir),
         cache_dir=_path(args.cache_dir),
         credentials_dir=_path(args.credentials_dir),
@@ -66,7 +74,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         status = local.execute()
     except RunLocked as exc:
         return _fail(str(exc), EXIT_FAILED)
-    print(printable(render_summary(run, status)))
+    print(printable(render_summary(run, status)), file=sys.stderr if args.events == "-" else sys.stdout)
     print(f"logs and worktrees: {local.state_dir}", file=sys.stderr)
     if args.status_out:
         Path(args.status_out).write_text(json.dumps(status.wire(), indent=2) + "\n")
@@ -229,6 +237,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--credentials-dir", metavar="DIR", help="git credentials: username+password or ssh-privatekey")
     r.add_argument("--api-key-file", metavar="FILE", help="file holding the Anthropic API key")
     r.add_argument("--no-progress", action="store_true", help="plain lines instead of the live table")
+    r.add_argument("--events", metavar="FILE", help="append one JSON line per event to FILE (`-`: stdout); "
+                   "schema in docs/events.md")
     r.add_argument("--sandbox", choices=("auto", "bwrap", "none"), default="auto",
                    help="confine agents with bubblewrap: auto (when it works here, loudly without), "
                         "bwrap (required), none (unconfined)")

@@ -252,3 +252,23 @@ def test_retry_limit_retries_within_one_run(ws: Workspace, origin: Path, tmp_pat
     result = ws.run(ws.write(data))
     assert result.code == 0, result.stderr
     assert result.status["tasks"]["flaky"]["attempts"] == 2
+
+
+def test_events_are_json_lines_of_the_documented_schema(ws: Workspace, origin: Path) -> None:
+    from braid.api.events import RunEvent
+
+    tasks = [script_task("a", [write("a.txt", "a\n")]), script_task("b", [{"op": "fail", "message": "no \x1b[2J"}]),
+             script_task("c", [write("c.txt", "c\n")], ["b"])]
+    events = ws.root / "events.jsonl"
+    result = ws.run(ws.write(manifest("ev", origin, tasks)), "--events", str(events))
+    assert result.code == 1, result.stderr
+    lines = [RunEvent.model_validate_json(line) for line in events.read_text().splitlines()]
+    seen = [(e.reason, e.task) for e in lines]
+    assert ("TaskStarted", "a") in seen and ("TaskStarted", "b") in seen
+    assert ("Succeeded", "a") in seen and ("TaskSucceeded", "a") in seen
+    assert ("TaskFailed", "b") in seen and ("TaskSkipped", "c") in seen
+    done = next(e for e in lines if e.reason == "Succeeded" and e.task == "a")
+    assert (done.attempt, done.phase) == (1, "Succeeded")
+    assert lines[-1].reason == "RunEnded" and lines[-1].phase == result.status["phase"] == "Failed"
+    assert all("\x1b" not in e.message for e in lines)
+    assert seen.index(("TaskStarted", "a")) < seen.index(("Succeeded", "a")) < len(seen) - 1

@@ -19,10 +19,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 
 from pydantic import ValidationError
 
 from braid.api import AgentTaskStatus, Budget, MergeStatus, ParallelRun, ParallelRunStatus, TaskResult
+from braid.api.events import RunEvent
 from braid.confine import SandboxUnavailable, find_sandbox
 from braid.gitops import ObjectCache, Repo, RepositoryUnreachable, default_cache_root, git_auth_env, normalize_url
 from braid.merge import run_merge
@@ -45,6 +47,7 @@ from braid.plan import (
     topological_order,
     validate,
 )
+from braid.text import printable
 
 from .children import forget, spawn, stop_leftovers
 from .lock import state_lock
@@ -84,6 +87,8 @@ class LocalOptions:
     """None: live display on a terminal, plain lines otherwise."""
     poll_seconds: float = 0.1
     policy: TaskPolicy = field(default_factory=TaskPolicy)
+    events: TextIO | None = None
+    """Where `--events` writes one JSON line per event; None: nowhere."""
     sandbox: str = "auto"
     """auto: bubblewrap when it works here, a loud warning when not; bwrap: required; none: unconfined."""
     shared: list[Path] = field(default_factory=list)
@@ -213,6 +218,8 @@ class LocalRun:
             self._resume()
             self._loop()
             self._save()
+            self._emit(Event("Warning" if self.status.phase in ("Failed", "Conflicted") else "Normal", "RunEnded",
+                             self.status.message or self.status.phase or ""), phase=self.status.phase)
         return self.status
 
     def _loop(self) -> None:
@@ -273,8 +280,20 @@ class LocalRun:
                 for name, state in self.tasks.items()}
 
     def _show(self, event: Event) -> None:
+        self._emit(event, task=_task_named(event, self.tasks))
         if event.reason not in TASK_TABLE_EVENTS:
             self.progress.message(event.message)
+
+    def _emit(self, event: Event, **about: object) -> None:
+        """One line of --events."""
+        out = self.options.events
+        if out is None:
+            return
+        line = RunEvent(time=utcnow().isoformat().replace("+00:00", "Z"), run=self.run.name, type=event.type,
+                        reason=event.reason, message=printable(event.message, newlines=False),
+                        **{k: v for k, v in about.items() if v is not None})
+        out.write(line.model_dump_json(by_alias=True, exclude_none=True) + "\n")
+        out.flush()
 
     def _spawn(self, name: str, budget: Budget | None, now: datetime) -> None:
         state = self.tasks[name]
@@ -341,8 +360,9 @@ class LocalRun:
             end = AttemptEnd(child.attempt, result, timed_out=child.terminated,
                              failure=None if result else ("Crashed", f"exited with code {code} without a result"),
                              source=f"attempt {child.attempt} of task {name}")
-            attempt_ended(state, self.run.spec.retry, self.run.spec.task_timeout_seconds, end, now,
-                          self.options.policy)
+            for event in attempt_ended(state, self.run.spec.retry, self.run.spec.task_timeout_seconds, end, now,
+                                       self.options.policy):
+                self._emit(event, task=name, attempt=child.attempt, phase=state.phase)
             if state.phase != "Pending":
                 self.admitted.discard(name)
         self._conditions(name, now)
@@ -441,6 +461,14 @@ class LocalRun:
         agent stopped with its run still pushes what it has, and its commit is braid's."""
         for attempt in range(state.usage_attempts + 1, state.attempts + 1):
             add_usage(state, attempt, _read_result(self.state_dir / "tasks" / name / f"result-{attempt}.json"))
+
+
+def _task_named(event: Event, tasks: dict[str, AgentTaskStatus]) -> str | None:
+    """The task a run-level event is about, when its message starts with `task <name>`."""
+    words = event.message.split()
+    if len(words) > 1 and words[0] == "task" and words[1] in tasks:
+        return words[1]
+    return None
 
 
 def task_fingerprints(run: ParallelRun) -> dict[str, str]:
