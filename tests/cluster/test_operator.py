@@ -117,6 +117,24 @@ def test_six_task_dag_runs_in_dependency_order_two_at_a_time_then_merges(
     assert columns["CONFLICTS"] == "2"
 
 
+def test_priority_decides_which_ready_task_takes_the_one_slot(kit: Kit, braid_operator: Operator) -> None:
+    # the same file locally starts hotfix, lib, app, docs, chore (tests/e2e/test_local_run.py)
+    tasks = [{**task(name, *deps), "priority": prio} for name, prio, deps in
+             (("chore", -5, ()), ("docs", 0, ()), ("hotfix", 10, ()), ("lib", 0, ()), ("app", 0, ("lib",)))]
+    kit.create_run("prio", tasks, maxParallel=1, scheduling={"strategy": "priority"})
+    started: list[str] = []
+    for _ in tasks:
+        live = wait_for(lambda: (p := kit.live_agent_pods()) and len(p) == 1 and p, timeout=60,
+                        what=f"one agent pod after {started}")
+        (pod,) = live.values()
+        name = pod.metadata.labels["braid.dev/task"]
+        started.append(name)
+        kit.finish(pod.metadata.name, "prio", name, cost=0.1)
+        wait_for(lambda name=name: kit.task_phase(f"prio-{name}") == "Succeeded", timeout=60,
+                 what=f"{name} to succeed")
+    assert started == ["hotfix", "lib", "app", "docs", "chore"]
+
+
 @pytest.mark.parametrize(
     ("tasks", "reason", "words"),
     [

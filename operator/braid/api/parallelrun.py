@@ -23,6 +23,7 @@ from .common import (
 from .status import ParallelRunStatus
 
 Backend = Literal["anthropic", "command", "script"]
+Strategy = Literal["criticalPath", "priority", "fifo", "costFirst"]
 TaskName = Annotated[str, Field(min_length=1, max_length=TASK_NAME_MAX, pattern=NAME_PATTERN)]
 Quantity = int | str
 
@@ -173,6 +174,16 @@ class MergeSpec(Model):
     )
 
 
+class SchedulingSpec(Model):
+    strategy: Strategy = Field(
+        "criticalPath",
+        description="Which ready task takes a free slot first. criticalPath: the longest chain of tasks still "
+        "to come; priority: the highest tasks[].priority (a task inherits the priority of the tasks waiting on "
+        "it); fifo: the order of spec.tasks; costFirst: the lowest tasks[].estimatedCostUSD, else the shortest "
+        "prompt. Ties go by priority, then name.",
+    )
+
+
 class TaskSpec(Model):
     model_config = Model.model_config | {
         "json_schema_extra": {
@@ -192,6 +203,12 @@ class TaskSpec(Model):
         default_factory=list, max_length=64, description="Where in the repository the task is expected to work."
     )
     agent: AgentSpec | None = None
+    priority: int = Field(
+        0, ge=-1000, le=1000, description="Higher starts first under strategy priority and breaks ties under the others."
+    )
+    estimated_cost_usd: float | None = Field(
+        None, alias="estimatedCostUSD", ge=0, le=1e6, description="What the task is expected to cost (strategy costFirst)."
+    )
 
     @model_validator(mode="after")
     def _not_self_dependent(self) -> TaskSpec:
@@ -215,6 +232,7 @@ class ParallelRunSpec(Model):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     task_timeout_seconds: int = Field(3600, ge=1, le=7 * 24 * 3600)
     merge: MergeSpec = Field(default_factory=MergeSpec)
+    scheduling: SchedulingSpec = Field(default_factory=SchedulingSpec)
     suspend: bool = Field(False, description="Stop running tasks and start none; set back to false to resume.")
     tasks: list[TaskSpec] = Field(
         min_length=1,

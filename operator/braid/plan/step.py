@@ -32,7 +32,7 @@ from .clock import iso, parse
 from .conditions import condition, set_condition
 from .dag import PlanError, nodes_of, validate
 from .events import Event
-from .schedule import Skip, decide
+from .schedule import Ranked, Skip, decide, ranks
 
 FINAL_RUN_PHASES = frozenset({"Succeeded", "Conflicted", "Failed", "Cancelled"})
 SUMMARY_MESSAGE_LIMIT = 256
@@ -124,7 +124,7 @@ def step(
     used = spent([v.status.usage for v in tasks.values()
                   if v.status is not None and v.status.usage and _ended(v)])
     decision = decide(nodes, phases, run.spec.max_parallel, budget_exhausted=exhausted(run.spec.budget, used),
-                      suspended=run.spec.suspend or cancelled)
+                      suspended=run.spec.suspend or cancelled, rank=start_order(run))
     for name, skip in decision.skip.items():
         phases[name] = "Skipped"
         out.skip[name] = skip
@@ -146,6 +146,13 @@ def step(
     _summarise(out, run, tasks, phases, admitted | started, started, old, now)
     _outcome(out, run, old, now, cancelled, active=bool(admitted or started))
     return out
+
+
+def start_order(run: ParallelRun) -> dict[str, tuple[float, ...]]:
+    """The order ready tasks start in, by spec.scheduling.strategy and the tasks' priorities."""
+    tasks = [Ranked(t.name, tuple(t.depends_on), t.priority, t.estimated_cost_usd, len(t.prompt))
+             for t in run.spec.tasks]
+    return ranks(tasks, run.spec.scheduling.strategy)
 
 
 def _ended(view: TaskView) -> bool:
