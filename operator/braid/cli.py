@@ -94,6 +94,117 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- braid status / logs / cancel (a run in progress, from another terminal) ----------------------------
+
+
+def _local_run(args: argparse.Namespace):
+    from braid.gitops import default_cache_root
+    from braid.local.control import resolve
+
+    cache_root = (_path(args.cache_dir) or default_cache_root()).absolute()
+    return resolve(args.run, _path(args.state_dir), cache_root)
+
+
+def _cluster(args: argparse.Namespace):
+    from braid.controller.inspect import Cluster
+
+    return Cluster(args.namespace)
+
+
+def _inspect_errors(args: argparse.Namespace) -> tuple[type[Exception], ...]:
+    """What status and logs report as an error (the kubernetes client is loaded only for --cluster)."""
+    from braid.local.control import NoSuchRun
+
+    if not args.cluster:
+        return (NoSuchRun,)
+    from braid.controller.inspect import ClusterError
+
+    return NoSuchRun, ClusterError
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from braid.local import render_summary
+
+    try:
+        if args.cluster:
+            run = _cluster(args).run(args.run)
+            status, where = run.status, f"namespace {run.metadata.namespace}"
+        else:
+            found = _local_run(args)
+            run, status = found.run, found.status
+            holder = found.holder
+            where = f"running (braid run pid {holder})" if holder is not None else "not running"
+            where += f"; state in {found.path}"
+    except _inspect_errors(args) as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    if run is None or status is None:
+        return _fail(f"run {args.run!r} has no status yet", EXIT_FAILED)
+    if args.output == "json":
+        print(json.dumps(status.wire(), indent=2))
+    else:
+        print(f"run {run.name}: {status.phase}, {where}")
+        print(printable(render_summary(run, status)))
+    return EXIT_OK
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    import codecs
+
+    from braid.local.control import follow
+
+    try:
+        if args.cluster:
+            chunks = _cluster(args).logs(args.run, args.task, follow=args.follow)
+        else:
+            found = _local_run(args)
+            if found.run is not None and args.task not in {t.name for t in found.run.spec.tasks}:
+                return _fail(f"run {args.run!r} has no task {args.task!r}", EXIT_FAILED)
+            chunks = follow(found, args.task, args.attempt, follow=args.follow)
+        shown = None
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        for attempt, chunk in chunks:
+            if attempt != shown:
+                if shown is not None:
+                    sys.stdout.write(decoder.decode(b"", final=True))
+                decoder.reset()
+                print(f"==> {args.task}, attempt {attempt} <==", flush=True)
+                shown = attempt
+            # what an agent wrote may hold escape sequences: shown, not obeyed
+            sys.stdout.write(printable(decoder.decode(chunk)))
+            sys.stdout.flush()
+        sys.stdout.write(decoder.decode(b"", final=True))
+    except _inspect_errors(args) as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    except KeyboardInterrupt:
+        return EXIT_OK
+    if shown is None:
+        print(f"task {args.task} has no log yet", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    import time
+
+    from braid.local.control import NoSuchRun, request_cancel
+
+    try:
+        found = _local_run(args)
+    except NoSuchRun as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    if found.holder is None:
+        return _fail(f"run {args.run!r} is not running ({found.path})", EXIT_FAILED)
+    request_cancel(found)
+    print(f"cancel requested: run {args.run} stops its agents (their work is pushed)", file=sys.stderr)
+    deadline = time.monotonic() + args.wait
+    while found.holder is not None:
+        if time.monotonic() > deadline:
+            return _fail(f"run {args.run!r} still running after {args.wait:g}s; it goes on stopping", EXIT_FAILED)
+        time.sleep(0.2)
+    status = found.status
+    print(f"run {args.run}: {status.phase if status else 'unknown'}")
+    return EXIT_OK
+
+
 # -- braid agent-run / merge (the pod entrypoints) -------------------------------------------------
 
 
@@ -245,6 +356,31 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--share", action="append", metavar="DIR",
                    help="a directory every sandboxed agent may read and write, e.g. a package cache (repeatable)")
     r.set_defaults(func=cmd_run)
+
+    def where(sp: argparse.ArgumentParser, *, cluster: bool = True) -> None:
+        sp.add_argument("run", metavar="RUN", help="the run's name (metadata.name)")
+        sp.add_argument("--state-dir", metavar="DIR", help="the state directory `braid run --state-dir` was given")
+        sp.add_argument("--cache-dir", metavar="DIR", help="the cache dir `braid run --cache-dir` was given")
+        if cluster:
+            sp.add_argument("--cluster", action="store_true", help="a ParallelRun on the cluster of the kubeconfig")
+            sp.add_argument("-n", "--namespace", help="(--cluster) default: the kubeconfig context's")
+
+    st = sub.add_parser("status", help="the status of a run, running or ended")
+    where(st)
+    st.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    st.set_defaults(func=cmd_status)
+
+    lg = sub.add_parser("logs", help="the log of a task's latest attempt")
+    where(lg)
+    lg.add_argument("task", metavar="TASK")
+    lg.add_argument("-f", "--follow", action="store_true", help="follow it, and each next attempt, until the task ends")
+    lg.add_argument("--attempt", type=int, metavar="N", help="(local) attempt N instead of the latest")
+    lg.set_defaults(func=cmd_logs)
+
+    cn = sub.add_parser("cancel", help="stop a local run in progress: agents stop, their work is pushed")
+    where(cn, cluster=False)
+    cn.add_argument("--wait", type=float, default=120.0, metavar="SECONDS", help="how long to wait for it to end")
+    cn.set_defaults(func=cmd_cancel)
 
     v = sub.add_parser("validate", help="check a ParallelRun file without running it")
     v.add_argument("file")

@@ -50,6 +50,7 @@ from braid.plan import (
 from braid.text import printable
 
 from .children import forget, spawn, stop_leftovers
+from .control import CANCEL_FILE, RUN_FILE, state_dir_for
 from .lock import state_lock
 from .progress import Progress
 
@@ -117,8 +118,7 @@ class LocalRun:
         self.url = normalize_url(self.run.spec.repo.url)
         self.nodes = nodes_of(self.run.spec.tasks)
         self.cache_root = (self.options.cache_dir or default_cache_root()).absolute()
-        key = hashlib.sha256(self.url.encode()).hexdigest()[:10]
-        state_dir = self.options.state_dir or (self.cache_root.parent / "runs" / f"{self.run.name}-{key}")
+        state_dir = self.options.state_dir or state_dir_for(self.cache_root, self.run.name, self.url)
         # agents run elsewhere than the caller: every path they are given is absolute
         self.state_dir = state_dir.absolute()
         self.run = self.run.model_copy(deep=True)
@@ -215,6 +215,9 @@ class LocalRun:
             if stopped:
                 log.warning("stopped agents left running by an earlier run: %s", ", ".join(stopped))
             (self.state_dir / "tasks").mkdir(parents=True, exist_ok=True)
+            # a `braid cancel` meant for an earlier run of this state directory
+            (self.state_dir / CANCEL_FILE).unlink(missing_ok=True)
+            _write_json(self.state_dir / RUN_FILE, self.run.model_copy(update={"status": None}).wire())
             self._resume()
             self._loop()
             self._save()
@@ -230,6 +233,10 @@ class LocalRun:
             progress.start()
             while True:
                 self._reap()
+                if not self.cancelled and (self.state_dir / CANCEL_FILE).exists():
+                    self.cancelled = True
+                    self._emit(Event("Normal", "CancelRequested", "braid cancel: stopping every agent"))
+                    progress.message("braid cancel: stopping every agent; their work is pushed")
                 if self.cancelled:
                     self._cancel_all()
                 decided = self._step()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from braid.api import ParallelRun, ParallelRunStatus
+from braid.api import ParallelRun, ParallelRunStatus, TaskStatus
 
 
 def _seconds(start: str | None, end: str | None) -> str:
@@ -17,7 +17,7 @@ def _seconds(start: str | None, end: str | None) -> str:
 def render_summary(run: ParallelRun, status: ParallelRunStatus) -> str:
     rows = [("TASK", "PHASE", "TIME", "COMMIT", "FILES", "COST", "NOTE")]
     for task in run.spec.tasks:
-        s = status.tasks[task.name]
+        s = status.tasks.get(task.name) or TaskStatus()
         note = " ".join(x for x in (s.reason or "", s.message or "") if x)
         cost = f"${s.usage.cost_usd:.4f}" if s.usage and s.usage.cost_usd else "-"
         rows.append((task.name, s.phase, _seconds(s.started_at, s.finished_at), (s.commit or "")[:10],
