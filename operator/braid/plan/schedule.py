@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from .budget import BUDGET_EXCEEDED
 from .dag import Node, critical_path, topological_order
 
 ENDED = frozenset({"Succeeded", "Failed", "Skipped", "Cancelled"})
@@ -64,7 +65,7 @@ def decide(
     if budget_exhausted:
         for name in phase:
             if phase[name] == "Pending":
-                skip[name] = Skip("BudgetExceeded", "the run's budget is spent")
+                skip[name] = Skip(BUDGET_EXCEEDED, "the run's budget is spent")
                 phase[name] = "Skipped"
     elif not suspended and ready:
         running = sum(1 for p in phase.values() if p == "Running")
