@@ -215,8 +215,8 @@ def test_a_budget_stops_claude_code_and_the_tasks_after_it_are_skipped(claude_bi
     assert big["phase"] == "Failed" and big["reason"] == "BudgetExceeded", big
     assert "budget share of 3000" in big["message"]
     assert big["usage"]["inputTokens"] >= 3000
-    # stopped at its share, long before its timeout; a response or two may be in flight at the kill
-    assert 3 <= responses <= 5, responses
+    # stopped at its share, not at its timeout: at most a few responses were in flight at the kill
+    assert 3 <= responses < 10, responses
     assert after["phase"] == "Skipped" and after["reason"] == "DependencyFailed", after
     # the work done before the stop is pushed
     branch = "braid/budget/tasks/big"

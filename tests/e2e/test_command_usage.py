@@ -65,6 +65,8 @@ def test_a_sandboxed_agent_reports_its_usage_through_the_usage_file(ws: Workspac
     assert "usage" not in status["negative"] and "usage" not in status["garbage"]
     assert result.status["usage"]["costUSD"] == pytest.approx(5.3)
     assert result.status["usage"]["unpricedTokens"] == 330
+    # the summary at the end says the cost is not the whole story
+    assert "(not counting 330 tokens braid has no price for)" in result.stdout + result.stderr
 
     # the file was never part of the work: only the agent's own change is committed
     for name, task in status.items():
