@@ -22,14 +22,22 @@ class Usage(Model):
     cache_write_tokens: int = 0
     cache_read_tokens: int = 0
     cost_usd: float = Field(0.0, alias="costUSD")
+    unpriced_tokens: int | None = Field(
+        None, ge=0, description="Tokens braid knows no price for (an unknown model, or an agent that reported tokens but no "
+        "cost): costUSD leaves them out, so it is a lower bound. Absent when every token is priced."
+    )
 
     def __add__(self, other: Usage) -> Usage:
+        unpriced = None
+        if self.unpriced_tokens is not None or other.unpriced_tokens is not None:
+            unpriced = (self.unpriced_tokens or 0) + (other.unpriced_tokens or 0)
         return Usage(
             input_tokens=self.input_tokens + other.input_tokens,
             output_tokens=self.output_tokens + other.output_tokens,
             cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
             cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
             cost_usd=round(self.cost_usd + other.cost_usd, 6),
+            unpriced_tokens=unpriced,
         )
 
     @property

@@ -9,6 +9,7 @@ from typing import get_args
 
 from braid.api.parallelrun import Strategy
 
+from .budget import BUDGET_EXCEEDED
 from .dag import Node, critical_path, dependents, topological_order
 
 # A sort key per task: ready tasks start in ascending order of it.
@@ -72,7 +73,7 @@ def decide(
     if budget_exhausted:
         for name in phase:
             if phase[name] == "Pending":
-                skip[name] = Skip("BudgetExceeded", "the run's budget is spent")
+                skip[name] = Skip(BUDGET_EXCEEDED, "the run's budget is spent")
                 phase[name] = "Skipped"
     elif not suspended and ready:
         running = sum(1 for p in phase.values() if p == "Running")

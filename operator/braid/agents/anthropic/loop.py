@@ -8,13 +8,14 @@ from typing import Any
 
 import anthropic
 
-from braid.api import Budget, Usage
+from braid.api import Usage
+from braid.plan import BUDGET_EXCEEDED, share_spent
 
 from ..base import AgentContext, AgentError, AgentOutcome
 from ..command import minimal_env
+from ..pricing import Price, price_for, turn_usage
 from . import prompt
 from .errors import classify
-from .pricing import Price, price_for, turn_usage
 from .retry import Interrupted, Retrier
 from .settings import Settings, model_access
 from .tools import Toolbox
@@ -127,8 +128,8 @@ class Session:
             elif reason == "max_tokens":
                 messages.append({"role": "user", "content": self._cut_off(message)})
             # pause_turn: the assistant message goes back as it is and the model resumes it
-            if (over := _budget_reached(self.usage, self.ctx.budget)) is not None:
-                return self._end(False, "BudgetExceeded", f"stopped after turn {turn}: {over}")
+            if (over := share_spent(self.usage, self.ctx.budget)) is not None:
+                return self._end(False, BUDGET_EXCEEDED, f"stopped after turn {turn}: {over}")
         return self._end(False, "MaxTurns", f"stopped after maxTurns ({max_turns}) turns without finishing")
 
     def _ask(self, messages: list[dict[str, Any]]) -> tuple[Any, bool]:
@@ -226,22 +227,6 @@ class Session:
             reason=reason,
             message=self.redact(message) if message else None,
         )
-
-
-def _budget_reached(usage: Usage, budget: Budget | None) -> str | None:
-    """Why this task's share of the budget is used up, or None.
-
-    Tokens count as the scheduler counts them (input + output); cache reads and
-    writes are in the cost.
-    """
-    if budget is None:
-        return None
-    if budget.max_cost_usd is not None and usage.cost_usd >= budget.max_cost_usd:
-        return f"spent ${usage.cost_usd:.4f} of this task's budget share of ${budget.max_cost_usd:.4f}"
-    tokens = usage.input_tokens + usage.output_tokens
-    if budget.max_tokens is not None and tokens >= budget.max_tokens:
-        return f"used {tokens} tokens of this task's budget share of {budget.max_tokens}"
-    return None
 
 
 def _snapshot(stream: Any) -> Any:
