@@ -73,9 +73,12 @@ class CommandAgent:
                     stderr=err,
                     env=env,
                     start_new_session=True,
+                    preexec_fn=ctx.placement.preexec(),
                 )
             except OSError as exc:
                 raise AgentError("AgentFailed", f"agent.command: cannot run {argv[0]!r}: {exc.strerror}") from None
+            except subprocess.SubprocessError:
+                raise AgentError("AgentFailed", "cannot put the agent into its cgroup or under its limits") from None
             deadline = time.monotonic() + ctx.timeout_seconds
             outcome: AgentOutcome | None = None
             while proc.poll() is None:
@@ -100,5 +103,7 @@ class CommandAgent:
                     summary=stdout,
                     reason="AgentFailed",
                     message=f"{argv[0]} exited with code {proc.returncode}: {last[0][:300]}",
+                    # bwrap reports a child killed by signal N as exit code 128 + N
+                    killed=proc.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL),
                 )
             return AgentOutcome(True, summary=stdout)
