@@ -63,6 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         api_key_file=_path(args.api_key_file),
         progress=False if args.no_progress else None,
         sandbox=args.sandbox,
+        limits=args.limits,
         shared=[Path(p).expanduser().absolute() for p in args.share or []],
     )
     local = LocalRun(run, options)
@@ -228,6 +229,7 @@ def _read_input(model: type, file: str | None, env_var: str, what: str):
 
 def cmd_agent_run(args: argparse.Namespace) -> int:
     from braid.api import AgentTaskSpec, InvalidSpec
+    from braid.confine import Placement
     from braid.runner import RunnerPaths, install_cancel_handlers, run_task
 
     _setup_logging(args.verbose)
@@ -247,6 +249,7 @@ def cmd_agent_run(args: argparse.Namespace) -> int:
         sandbox=args.sandbox == "bwrap",
         hidden=[Path(p).absolute() for p in args.hide or []],
         shared=[Path(p).absolute() for p in args.share or []],
+        placement=Placement(tuple(Path(p) for p in args.agent_cgroup or []), args.agent_rlimit_as),
     )
     if args.phase == "all":
         result = run_task(spec, paths, cancel)
@@ -355,6 +358,9 @@ def parser() -> argparse.ArgumentParser:
                         "bwrap (required), none (unconfined)")
     r.add_argument("--share", action="append", metavar="DIR",
                    help="a directory every sandboxed agent may read and write, e.g. a package cache (repeatable)")
+    r.add_argument("--limits", choices=("auto", "cgroup", "rlimit"), default="auto",
+                   help="hold agents to their resources.limits: auto (a cgroup per attempt where cgroups work, "
+                        "else RLIMIT_AS for memory, loudly), cgroup (required), rlimit (never cgroups)")
     r.set_defaults(func=cmd_run)
 
     def where(sp: argparse.ArgumentParser, *, cluster: bool = True) -> None:
@@ -398,6 +404,10 @@ def parser() -> argparse.ArgumentParser:
                    help="run the agent's processes in a bubblewrap sandbox (local mode)")
     a.add_argument("--hide", action="append", metavar="PATH", help="a path the sandbox hides (repeatable)")
     a.add_argument("--share", action="append", metavar="DIR", help="a directory the sandbox lets the agent write")
+    a.add_argument("--agent-cgroup", action="append", metavar="DIR",
+                   help="(local) a cgroup the agent's processes join before they run (repeatable: one per hierarchy)")
+    a.add_argument("--agent-rlimit-as", type=int, metavar="BYTES",
+                   help="(local) RLIMIT_AS of each of the agent's processes, where no cgroup holds its memory")
     a.add_argument("--phase", choices=("all", "prepare", "agent", "publish"), default="all",
                    help="the whole task (default), or one of the three containers of an agent pod")
     a.add_argument("--state", default="/braid", help="(pod) braid's own state between prepare and publish")

@@ -217,3 +217,24 @@ def test_retries_never_spend_more_than_the_budget_plus_one_response(ws: Workspac
     # the third attempt was told what was left: 0.003 - 2 x 0.00105
     paid_turns = [r for r in api.message_requests if sum(m["role"] == "assistant" for m in r.body["messages"]) == 0]
     assert len(paid_turns) == 3
+
+
+def test_the_loops_commands_run_under_the_tasks_memory_limit_and_the_loop_does_not(
+        ws: Workspace, origin: Path, api: MessagesAPI) -> None:
+    hog = "b = bytearray(200 * 2**20)"
+    api.responder = conversations({"hog": [
+        reply(tool_use("run_command", {"argv": ["python3", "-c", hog]})),
+        reply(tool_use("write_file", {"path": "notes.txt", "content": "too big\n"})),
+        reply(text("Tried")),
+    ]})
+    tasks = [{"name": "hog", "prompt": "Allocate.", "resources": {"limits": {"memory": "20Mi"}}}]
+    result = ws.run(ws.write(anthropic_run("hog", origin, tasks)), "--sandbox", "bwrap", "--limits", "cgroup",
+                    timeout=180)
+
+    # the kernel killed the command in the task's cgroup; braid's own loop, outside it, went on
+    tool_result = api.message_requests[1].body["messages"][-1]["content"][0]["content"]
+    assert re.match(r"exit code: (-9|137) \(killed by SIGKILL", tool_result), tool_result
+    assert result.code == 0, result.stderr
+    assert result.status["tasks"]["hog"]["phase"] == "Succeeded"
+    assert show(origin, "braid/hog/tasks/hog", "notes.txt") == "too big\n"
+    assert result.status["tasks"]["hog"]["resourceUsage"]["memoryPeakBytes"] >= 19 * 2**20

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Protocol
 
 from braid.api import AgentSpec, Budget, Usage
-from braid.confine import Sandbox
+from braid.confine import Placement, Sandbox
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,8 @@ class AgentContext:
     """Removes the secrets braid holds from text the agent or its logs would see."""
     sandbox: Sandbox | None = None
     """Where every process the agent starts runs (None: unconfined, said loudly by the launcher)."""
+    placement: Placement = field(default_factory=Placement)
+    """The cgroup (or rlimit) every process the agent starts runs under, before it runs anything."""
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("braid.agent"))
     cancel: threading.Event = field(default_factory=threading.Event)
     """Set when the task is being cancelled (SIGTERM, Ctrl-C): stop soon, keep the work."""
@@ -58,6 +60,8 @@ class AgentOutcome:
     reason: str | None = None
     """CamelCase reason on failure: AgentFailed, Timeout, BudgetExceeded, Cancelled, InvalidAPIKey, ..."""
     message: str | None = None
+    killed: bool = False
+    """The agent's process died by SIGKILL (the kernel's answer to a cgroup out of memory, among others)."""
 
 
 class Agent(Protocol):

@@ -93,9 +93,12 @@ class CommandAgent:
                     stderr=err,
                     env=env,
                     start_new_session=True,
+                    preexec_fn=ctx.placement.preexec(),
                 )
             except OSError as exc:
                 raise AgentError("AgentFailed", f"agent.command: cannot run {argv[0]!r}: {exc.strerror}") from None
+            except subprocess.SubprocessError:
+                raise AgentError("AgentFailed", "cannot put the agent into its cgroup or under its limits") from None
             return _Watch(ctx, argv[0], proc, out, usage_dir / "usage.json").run(err)
 
 
@@ -145,6 +148,8 @@ class _Watch:
                 usage=usage,
                 reason="AgentFailed",
                 message=f"{self.name} exited with code {proc.returncode}: {last[:300]}",
+                # bwrap reports a child killed by signal N as exit code 128 + N
+                killed=proc.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL),
             )
         return AgentOutcome(True, summary=summary, usage=usage)
 

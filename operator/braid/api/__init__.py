@@ -13,6 +13,7 @@ from .parallelrun import (
     ParallelRunSpec,
     Pricing,
     RepoSpec,
+    ResourceRequirements,
     RetryPolicy,
     ScriptSpec,
     ScriptStep,
@@ -26,6 +27,7 @@ from .status import (
     Counts,
     MergeStatus,
     ParallelRunStatus,
+    ResourceUsage,
     TaskStatus,
     Usage,
 )
@@ -34,7 +36,8 @@ __all__ = [
     "API_VERSION", "AgentSpec", "AgentTask", "AgentTaskSpec", "AgentTaskStatus", "Budget", "Conflict",
     "ConflictFile", "Counts", "ENDED_TASK_PHASES", "GROUP", "InvalidSpec", "MergeRequest", "MergeSpec",
     "MergeStatus", "MergeTask", "ParallelRun", "ParallelRunSpec", "ParallelRunStatus", "Pricing", "RepoSpec",
-    "RetryPolicy", "ScriptSpec", "ScriptStep", "SkipRequest", "TERMINATION_MESSAGE_LIMIT", "TaskResult",
+    "ResourceRequirements", "ResourceUsage", "RetryPolicy", "ScriptSpec", "ScriptStep",
+    "SkipRequest", "TERMINATION_MESSAGE_LIMIT", "TaskResult",
     "TaskSpec", "TaskStatus", "Usage", "VERSION", "default_integration_branch", "format_validation_error",
     "load_parallelrun", "ref_name_problem", "task_branch",
 ]

@@ -20,12 +20,12 @@ from .common import (
     task_branch,
     url_problem,
 )
+from .quantity import Quantity, parse_quantity
 from .status import ParallelRunStatus
 
 Backend = Literal["anthropic", "command", "script"]
 Strategy = Literal["criticalPath", "priority", "fifo", "costFirst"]
 TaskName = Annotated[str, Field(min_length=1, max_length=TASK_NAME_MAX, pattern=NAME_PATTERN)]
-Quantity = int | str
 
 DEFAULT_MODEL = "claude-sonnet-4-6"
 
@@ -154,8 +154,40 @@ class AgentSpec(Model):
 
 
 class ResourceRequirements(Model):
+    """Requests and limits of the agent, in Kubernetes quantities (`cpu: 500m`, `memory: 20Mi`).
+
+    On the cluster they are the agent container's; locally `limits.memory` and `limits.cpu`
+    (and `requests.cpu` as a relative weight) are applied to the agent's processes.
+    """
+
     requests: dict[str, Quantity] | None = None
     limits: dict[str, Quantity] | None = None
+
+    def overlaid(self, override: ResourceRequirements | None) -> ResourceRequirements:
+        """These with every request and limit `override` names replaced by its value."""
+        if override is None:
+            return self.model_copy(deep=True)
+        requests = {**(self.requests or {}), **(override.requests or {})}
+        limits = {**(self.limits or {}), **(override.limits or {})}
+        # both sides are checked already; their union is checked where it is used (ParallelRun)
+        return ResourceRequirements.model_construct(requests=requests or None, limits=limits or None)
+
+    def request_over_limit(self) -> str | None:
+        """Why these cannot be a container's resources (a request above its limit), or None."""
+        for name, request in (self.requests or {}).items():
+            limit = (self.limits or {}).get(name)
+            if limit is None:
+                continue
+            req, lim = parse_quantity(request), parse_quantity(limit)
+            if req is not None and lim is not None and req > lim:
+                return f"requests.{name} ({request}) is more than limits.{name} ({limit})"
+        return None
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> ResourceRequirements:
+        if problem := self.request_over_limit():
+            raise ValueError(problem)
+        return self
 
 
 class Budget(Model):
@@ -208,6 +240,9 @@ class TaskSpec(Model):
     )
     estimated_cost_usd: float | None = Field(
         None, alias="estimatedCostUSD", ge=0, le=1e6, description="What the task is expected to cost (strategy costFirst)."
+    )
+    resources: ResourceRequirements | None = Field(
+        None, description="This task's requests and limits; each one it names replaces that of spec.resources."
     )
 
     @model_validator(mode="after")
@@ -270,6 +305,12 @@ class ParallelRunSpec(Model):
     def agent_for(self, task: TaskSpec) -> AgentSpec:
         return self.agent.overlaid(task.agent)
 
+    def resources_for(self, task: TaskSpec) -> ResourceRequirements | None:
+        """The task's effective resources: spec.resources with each request and limit the task names replaced."""
+        if self.resources is None and task.resources is None:
+            return None
+        return (self.resources or ResourceRequirements()).overlaid(task.resources)
+
 
 class ObjectMeta(Model):
     model_config = Model.model_config | {"extra": "allow"}
@@ -314,6 +355,15 @@ class ParallelRun(Model):
             if agent.effective_backend == "command" and not agent.command:
                 raise ValueError(f"spec.tasks[{i}].agent.command: task {task.name!r} uses backend command "
                                  "but gives no command (the agent CLI's argv, here or in spec.agent)")
+        return self
+
+    @model_validator(mode="after")
+    def _effective_resources_valid(self) -> ParallelRun:
+        for i, task in enumerate(self.spec.tasks):
+            resources = self.spec.resources_for(task)
+            problem = resources.request_over_limit() if resources is not None and task.resources else None
+            if problem:
+                raise ValueError(f"spec.tasks[{i}].resources: {problem} once spec.resources is applied")
         return self
 
     @model_validator(mode="after")

@@ -304,7 +304,7 @@ def summary(child: AgentTaskStatus) -> TaskStatus:
     return TaskStatus(
         phase=child.phase, branch=child.branch, commit=child.commit, attempts=child.attempts, pod=child.pod,
         reason=child.reason, message=message, changed_files=child.changed_files, usage=child.usage,
-        started_at=child.started_at, finished_at=child.finished_at,
+        resource_usage=child.resource_usage, started_at=child.started_at, finished_at=child.finished_at,
     )
 
 

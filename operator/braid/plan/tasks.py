@@ -20,7 +20,7 @@ def task_spec(run: ParallelRun, task: TaskSpec) -> AgentTaskSpec:
         branch=run.branch_of(task.name),
         dependency_branches=[run.branch_of(d) for d in task.depends_on],
         agent=run.spec.agent_for(task),
-        resources=run.spec.resources,
+        resources=run.spec.resources_for(task),
         timeout_seconds=run.spec.task_timeout_seconds,
         retry=run.spec.retry,
         suspend=True,

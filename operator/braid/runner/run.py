@@ -17,7 +17,8 @@ from pathlib import Path
 
 from braid.agents import AgentContext, AgentError, AgentOutcome, ModelAccess, get_agent
 from braid.api import AgentTaskSpec, TaskResult
-from braid.confine import ModelProxy, Sandbox, SandboxUnavailable, find_sandbox
+from braid.confine import ModelProxy, Placement, Sandbox, SandboxUnavailable, find_sandbox
+from braid.confine.limits import Cgroup
 from braid.gitops import (
     BranchExists,
     BranchMoved,
@@ -59,6 +60,8 @@ class RunnerPaths:
     """More paths the sandbox hides (the launcher's state directory)."""
     shared: list[Path] = field(default_factory=list)
     """Directories the sandbox lets the agent write besides its working copy."""
+    placement: Placement = field(default_factory=Placement)
+    """The cgroup the launcher made for this attempt's agent processes, or the rlimit they get instead."""
 
 
 def commit_message(spec: AgentTaskSpec, outcome: AgentOutcome) -> str:
@@ -178,8 +181,26 @@ def run_task(spec: AgentTaskSpec, paths: RunnerPaths, cancel: threading.Event | 
     secrets = held_secrets(key, paths)
     with contextlib.ExitStack() as stack:
         model = stack.enter_context(model_access(key, model_upstream(spec.agent.env), secrets)) if key else None
-        outcome = run_agent(spec, paths.workdir, agent_time(spec, started), cancel, model, secrets.redact, sandbox)
+        outcome = run_agent(spec, paths.workdir, agent_time(spec, started), cancel, model, secrets.redact, sandbox,
+                            paths.placement)
+    outcome = memory_verdict(spec, outcome, paths.placement)
     return publish(spec, paths, ready, outcome, secrets, started)
+
+
+def memory_verdict(spec: AgentTaskSpec, outcome: AgentOutcome, placement: Placement) -> AgentOutcome:
+    """An agent that failed after the kernel killed it for its cgroup's memory limit ends OOMKilled,
+    as an agent container on the cluster would; its work is still committed and pushed."""
+    if outcome.ok or outcome.reason in ("Cancelled", "Timeout") or not placement.cgroups:
+        return outcome
+    cgroup = Cgroup.attach(placement.cgroups)
+    if not cgroup.out_of_memory(outcome.killed):
+        return outcome
+    limit = ((spec.resources.limits or {}) if spec.resources else {}).get("memory")
+    message = (f"the agent ran out of memory: the kernel killed it at its limit{f' ({limit})' if limit else ''}; "
+               "raise the task's resources.limits.memory")
+    log.error("OOMKilled: %s", message)
+    return AgentOutcome(False, summary=outcome.summary, usage=outcome.usage, reason="OOMKilled", message=message,
+                        killed=outcome.killed)
 
 
 def agent_time(spec: AgentTaskSpec, started: float) -> float:
@@ -190,7 +211,8 @@ def agent_time(spec: AgentTaskSpec, started: float) -> float:
 
 
 def run_agent(spec: AgentTaskSpec, workdir: Path, timeout: float, cancel: threading.Event, model: ModelAccess | None,
-              redact: Callable[[str], str] = lambda text: text, sandbox: Sandbox | None = None) -> AgentOutcome:
+              redact: Callable[[str], str] = lambda text: text, sandbox: Sandbox | None = None,
+              placement: Placement | None = None) -> AgentOutcome:
     ctx = AgentContext(
         run=spec.run,
         task=spec.task,
@@ -204,6 +226,7 @@ def run_agent(spec: AgentTaskSpec, workdir: Path, timeout: float, cancel: thread
         model=model,
         redact=redact,
         sandbox=sandbox,
+        placement=placement or Placement(),
         log=logging.getLogger("braid.agent"),
         cancel=cancel,
     )

@@ -59,7 +59,8 @@ class Session:
         self._warned: set[str] = set()
         self.system = prompt.system_blocks(settings.system_prompt, prompt.repository_notes(ctx.workdir))
         self.tool_defs = prompt.tool_definitions()
-        self.tools = Toolbox(ctx.workdir, self._tool_env(), ctx.cancel, self.time_left, self.redact, ctx.sandbox)
+        self.tools = Toolbox(ctx.workdir, self._tool_env(), ctx.cancel, self.time_left, self.redact, ctx.sandbox,
+                             ctx.placement)
         self.retrier = Retrier(settings.max_retries, ctx.cancel, self.time_left, ctx.log)
         # the key is the proxy's placeholder and base_url the proxy; retries are
         # braid's (retry.py), so the SDK makes none of its own
