@@ -183,11 +183,39 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cancel_on_cluster(args: argparse.Namespace) -> int:
+    import time
+
+    from braid.controller.inspect import ClusterError
+    from braid.plan import FINAL_RUN_PHASES
+
+    try:
+        cluster = _cluster(args)
+        cluster.cancel(args.run)
+        print(f"cancel requested: ParallelRun {cluster.namespace}/{args.run} stops its agents "
+              "(their work is pushed)", file=sys.stderr)
+        deadline = time.monotonic() + args.wait
+        while True:
+            status = cluster.run(args.run).status
+            phase = status.phase if status is not None else "Pending"
+            if phase in FINAL_RUN_PHASES:
+                break
+            if time.monotonic() > deadline:
+                return _fail(f"run {args.run!r} is {phase} after {args.wait:g}s; it goes on stopping", EXIT_FAILED)
+            time.sleep(1.0)
+    except ClusterError as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    print(f"run {args.run}: {phase}")
+    return EXIT_OK
+
+
 def cmd_cancel(args: argparse.Namespace) -> int:
     import time
 
     from braid.local.control import NoSuchRun, request_cancel
 
+    if args.cluster:
+        return _cancel_on_cluster(args)
     try:
         found = _local_run(args)
     except NoSuchRun as exc:
@@ -363,13 +391,12 @@ def parser() -> argparse.ArgumentParser:
                         "else RLIMIT_AS for memory, loudly), cgroup (required), rlimit (never cgroups)")
     r.set_defaults(func=cmd_run)
 
-    def where(sp: argparse.ArgumentParser, *, cluster: bool = True) -> None:
+    def where(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("run", metavar="RUN", help="the run's name (metadata.name)")
         sp.add_argument("--state-dir", metavar="DIR", help="the state directory `braid run --state-dir` was given")
         sp.add_argument("--cache-dir", metavar="DIR", help="the cache dir `braid run --cache-dir` was given")
-        if cluster:
-            sp.add_argument("--cluster", action="store_true", help="a ParallelRun on the cluster of the kubeconfig")
-            sp.add_argument("-n", "--namespace", help="(--cluster) default: the kubeconfig context's")
+        sp.add_argument("--cluster", action="store_true", help="a ParallelRun on the cluster of the kubeconfig")
+        sp.add_argument("-n", "--namespace", help="(--cluster) default: the kubeconfig context's")
 
     st = sub.add_parser("status", help="the status of a run, running or ended")
     where(st)
@@ -383,8 +410,8 @@ def parser() -> argparse.ArgumentParser:
     lg.add_argument("--attempt", type=int, metavar="N", help="(local) attempt N instead of the latest")
     lg.set_defaults(func=cmd_logs)
 
-    cn = sub.add_parser("cancel", help="stop a local run in progress: agents stop, their work is pushed")
-    where(cn, cluster=False)
+    cn = sub.add_parser("cancel", help="stop a run in progress: agents stop, their work is pushed, it ends Cancelled")
+    where(cn)
     cn.add_argument("--wait", type=float, default=120.0, metavar="SECONDS", help="how long to wait for it to end")
     cn.set_defaults(func=cmd_cancel)
 

@@ -49,6 +49,10 @@ class AgentTaskSpec(Model):
     skip: SkipRequest | None = Field(
         None, description="Set by the ParallelRun when the task can never run; the task then ends Skipped."
     )
+    cancel: bool = Field(
+        False, description="Set by the ParallelRun when it is cancelled: the pod stops, its work is pushed, and "
+        "the task ends Cancelled (or Succeeded, when the attempt finished first)."
+    )
 
 
 class AgentTaskStatus(TaskStatus):

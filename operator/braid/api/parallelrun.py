@@ -269,6 +269,13 @@ class ParallelRunSpec(Model):
     merge: MergeSpec = Field(default_factory=MergeSpec)
     scheduling: SchedulingSpec = Field(default_factory=SchedulingSpec)
     suspend: bool = Field(False, description="Stop running tasks and start none; set back to false to resume.")
+    cancel: bool = Field(
+        False,
+        description="Stop every agent (what each wrote is pushed), start and merge nothing: the run ends Cancelled. "
+        "Cannot be undone.",
+        json_schema_extra={"x-kubernetes-validations": [
+            {"rule": "self || !oldSelf", "message": "a cancelled run cannot be resumed; create a new one"}]},
+    )
     tasks: list[TaskSpec] = Field(
         min_length=1,
         max_length=200,

@@ -1,4 +1,4 @@
-"""`braid status` and `braid logs` for a run on a cluster, through the kubeconfig."""
+"""`braid status`, `logs` and `cancel` for a run on a cluster, through the kubeconfig."""
 
 from __future__ import annotations
 
@@ -57,6 +57,15 @@ class Cluster:
             return AgentTask.model_validate(self._get("agenttasks", agenttask_name(run, task)))
         except ValidationError as exc:
             raise ClusterError(f"agenttask of task {task!r} does not read as an AgentTask: {exc}") from None
+
+    def cancel(self, name: str) -> None:
+        """Set spec.cancel: the operator stops every agent (what each wrote is pushed); the run ends Cancelled."""
+        self.run(name)
+        try:
+            self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, "parallelruns", name,
+                                                       {"spec": {"cancel": True}})
+        except ApiException as exc:
+            raise ClusterError(f"cancelling parallelrun {self.namespace}/{name}: {exc.status} {exc.reason}") from None
 
     def logs(self, run: str, task: str, *, follow: bool, poll: float = 1.0) -> Iterator[tuple[int, bytes]]:
         """The agent container's log of the task's latest attempt; with `follow`, each new attempt's too."""

@@ -284,7 +284,7 @@ class LocalRun:
                     self.cancelled = True
                     self._emit(Event("Normal", "CancelRequested", "braid cancel: stopping every agent"))
                     progress.message("braid cancel: stopping every agent; their work is pushed")
-                if self.cancelled:
+                if self.cancelled or self.run.spec.cancel:
                     self._cancel_all()
                 decided = self._step()
                 if decided.merge is not None:

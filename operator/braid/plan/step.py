@@ -80,6 +80,8 @@ class Step:
     merge: MergeRequest | None = None
     """Every task has ended: merge these branches (set once, when the merge is due to start)."""
     events: list[Event] = field(default_factory=list)
+    cancel: list[str] = field(default_factory=list)
+    """The run is cancelled: these tasks have not ended and must stop (what they wrote is pushed)."""
     finished: bool = False
     """The run reached its final phase in this step."""
     closed: bool = False
@@ -95,7 +97,9 @@ def step(
     cancelled: bool = False,
 ) -> Step:
     """The run's next step. `merge` is the merge as observed: None before it started, phase Running while
-    it runs, its report once it ended. `cancelled`: the run was stopped; start and merge nothing."""
+    it runs, its report once it ended. `cancelled`: the run was stopped (or its spec.cancel is set);
+    start and merge nothing, stop what runs."""
+    cancelled = cancelled or run.spec.cancel
     old = run.status or ParallelRunStatus()
     generation = run.metadata.generation
     status = old.model_copy(deep=True)
@@ -135,6 +139,8 @@ def step(
         ))
     _admit(out, run, tasks, decision.start, phases, admitted, used)
     _retries(out, tasks, now)
+    if cancelled:
+        out.cancel = [t.name for t in run.spec.tasks if phases[t.name] not in ENDED_TASK_PHASES]
 
     all_ended = decision.all_ended and all(tasks.get(t.name) is not None and tasks[t.name].status is not None
                                            for t in run.spec.tasks)

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 # the run sets these as it admits, skips and suspends (and each attempt's copy of the spec
 # carries lastPushed); an edit of the task does not
-RUN_OWNED_FIELDS = ("suspend", "budget", "skip", "lastPushed")
+RUN_OWNED_FIELDS = ("suspend", "budget", "skip", "lastPushed", "cancel")
 
 
 def respec(plan: RunPlan, obs: RunObservation) -> None:
