@@ -295,3 +295,26 @@ def test_what_the_conversation_spent_counts_against_the_budget(api: MessagesAPI,
     outcome = run(context(repo, path, budget=Budget(max_cost_usd=0.002),
                           spent=Usage(input_tokens=200, output_tokens=100, cost_usd=0.0021)))
     assert outcome.ok
+
+
+@pytest.mark.parametrize("ending", ["Cancelled", "Timeout"])
+def test_a_cancelled_or_timed_out_attempt_leaves_its_conversation_so_far(api: MessagesAPI, repo: GitRepo,
+                                                                       tmp_path: Path, ending: str) -> None:
+    path = tmp_path / "transcript.json"
+    ctx = context(repo, path)
+    ctx.timeout_seconds = 1.5
+    api.queue(reply(tool_use("write_file", {"path": "a.txt", "content": "a\n"}, id="toolu_a")))
+    if ending == "Cancelled":
+        def responder(_request):
+            ctx.cancel.set()  # Ctrl-C (or the pod's SIGTERM) while the model answers
+            return reply(text("never seen"), event_delay=0.2)
+        api.responder = responder
+    else:
+        api.queue(reply(text("a long answer " * 40), event_delay=0.3))
+
+    outcome = run(ctx)
+
+    assert outcome.reason == ending
+    saved = parse_transcript(path.read_bytes()).api_messages()
+    assert [m["role"] for m in saved] == ["user", "assistant", "user"]
+    assert saved[2]["content"][0]["tool_use_id"] == "toolu_a"

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from braid.api import AgentSpec, AgentTaskSpec, RepoSpec, TaskResult, parse_transcript
+from braid.gitops import Prepared, Repo
 from braid.runner.phases import CONVERSATION, MODEL_KEY_ENV, MODEL_PROXY_ENV, agent_phase, prepare_phase, publish_phase
-from braid.runner.run import RunnerPaths
+from braid.runner.run import RunnerPaths, fetch_conversation
 from gitrepos import GitRepo, make_repo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -194,3 +195,22 @@ def test_a_conversation_holding_a_secret_is_not_pushed(api: MessagesAPI, origin:
     assert result.transcript is None
     assert "the conversation was not saved: the API key is in" in (result.message or "")
     assert origin.git("for-each-ref", "refs/braid/") == ""
+
+
+def test_a_conversation_saved_with_another_commit_than_the_branch_holds_is_not_continued(
+        api: MessagesAPI, origin: GitRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """E.g. the branch was pushed but the conversation's push failed: the two no longer go together."""
+    first = first_attempt(api, origin, tmp_path, monkeypatch)
+    pod = Pod(tmp_path, 2)
+    spec = task_spec(origin, first)
+    pod.prepare(spec)
+    repo = Repo(pod.paths.workdir)
+    elsewhere = Prepared(start=first.commit, lease="f" * 40, resumed=True)
+    path = tmp_path / "conversation.json"
+    lease = fetch_conversation(spec, repo, {}, elsewhere, path)
+    assert lease is not None and lease.lease == first.transcript  # still braid's to replace
+    assert not path.exists()
+    fresh = Prepared(start=first.commit, lease="", resumed=False)  # the branch was deleted: a fresh start
+    assert fetch_conversation(spec, repo, {}, fresh, path) is not None and not path.exists()
+    assert fetch_conversation(spec, repo, {}, Prepared(start=first.commit, lease=first.commit, resumed=True), path)
+    assert parse_transcript(path.read_bytes()).commit == first.commit
