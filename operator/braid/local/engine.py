@@ -567,8 +567,9 @@ class LocalRun:
         and its branch still holds the commit it produced; every other task runs (again).
 
         What braid pushed before is remembered across runs: each task's last pushed commit (so
-        a task that runs again resumes its own branch, and only that), and the integration
-        commit the last merge pushed (so the merge may replace it).
+        a task that runs again resumes its own branch, and only that) and transcript (so its
+        conversation goes on), and the integration commit the last merge pushed (so the merge
+        may replace it).
         """
         previous = _read_previous(self.state_dir / "tasks.json")
         for name, old in previous.items():
@@ -602,7 +603,8 @@ class LocalRun:
             else:
                 rerun.add(name)
                 self.tasks[name] = AgentTaskStatus(phase="Pending", branch=self.run.branch_of(name),
-                                                   commit=old.commit if old is not None else None)
+                                                   commit=old.commit if old is not None else None,
+                                                   transcript=old.transcript if old is not None else None)
             self._conditions(name, now)
         # the order of the spec, as the status shows it
         self.tasks = {t.name: self.tasks[t.name] for t in self.run.spec.tasks}
@@ -628,7 +630,7 @@ def task_fingerprints(run: ParallelRun) -> dict[str, str]:
     prints: dict[str, str] = {}
     for task in run.spec.tasks:
         spec = task_spec(run, task).wire()
-        for owned in ("suspend", "budget", "skip", "lastPushed"):
+        for owned in ("suspend", "budget", "skip", "lastPushed", "lastTranscript", "spent"):
             spec.pop(owned, None)
         prints[task.name] = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
     return prints
