@@ -21,6 +21,7 @@ from .parallelrun import (
     ParallelRunSpec,
     Pricing,
     RepoSpec,
+    ResolveRule,
     ResourceRequirements,
     RetryPolicy,
     ScriptSpec,
@@ -30,12 +31,17 @@ from .parallelrun import (
 from .result import TERMINATION_MESSAGE_LIMIT, TaskResult
 from .status import (
     ENDED_TASK_PHASES,
+    MAX_RISK_FILES,
+    MAX_RISK_PAIRS,
     Conflict,
     ConflictFile,
+    ConflictRisk,
     Counts,
     MergeStatus,
     ParallelRunStatus,
     ResourceUsage,
+    RiskFile,
+    RiskSeen,
     TaskStatus,
     Usage,
 )
@@ -49,5 +55,6 @@ __all__ = [
     "SkipRequest", "TERMINATION_MESSAGE_LIMIT", "TaskResult",
     "TaskSpec", "TaskStatus", "Usage", "VERSION", "default_integration_branch", "format_validation_error",
     "load_parallelrun", "ref_name_problem", "task_branch", "transcript_ref",
+    "MAX_RISK_FILES", "MAX_RISK_PAIRS", "ConflictRisk", "ResolveRule", "RiskFile", "RiskSeen",
     "MAX_TRANSCRIPT_BYTES", "TRANSCRIPT_FILE", "Ended", "InvalidTranscript", "Transcript", "parse_transcript",
 ]

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from .common import API_VERSION, COMMIT_PATTERN, Model
 from .parallelrun import AgentSpec, Budget, ObjectMeta, RepoSpec, ResourceRequirements, RetryPolicy, TaskName
-from .status import Condition, TaskStatus, Usage
+from .status import Condition, RiskSeen, TaskStatus, Usage
 
 
 class SkipRequest(Model):
@@ -80,6 +80,10 @@ class AgentTaskStatus(TaskStatus):
         None, description="The commit braid last pushed to the task's transcript ref (anthropic backend): the "
         "saved conversation a later attempt continues.",
     )
+    conflict_risk: list[RiskSeen] = Field(
+        default_factory=list, description="The other task branches the succeeding attempt's commit conflicts with."
+    )
+    conflict_risk_truncated: bool = False
     conditions: list[Condition] = Field(default_factory=list)
     attempt_started_at: str | None = None
     next_attempt_at: str | None = None

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from .common import COMMIT_PATTERN, Model
-from .parallelrun import RepoSpec
+from .parallelrun import RepoSpec, ResolveRule
 
 
 class MergeTask(Model):
@@ -21,6 +21,7 @@ class MergeRequest(Model):
     repo: RepoSpec
     integration_branch: str
     on_conflict: Literal["continue", "stop"] = "continue"
+    resolve: list[ResolveRule] = Field(default_factory=list, description="spec.merge.resolve.")
     tasks: list[MergeTask] = Field(description="Succeeded tasks, to be merged.")
     not_merged: list[str] = Field(default_factory=list, description="Tasks that did not succeed, for the report.")
     last_pushed: str | None = Field(

@@ -200,9 +200,27 @@ class RetryPolicy(Model):
     backoff_seconds: int = Field(30, ge=0, le=3600)
 
 
+class ResolveRule(Model):
+    paths: list[Annotated[str, Field(min_length=1, max_length=1024)]] = Field(
+        min_length=1, max_length=64,
+        description="Glob patterns, matched by braid (never by a shell): a pattern without '/' matches the file's "
+        "name at any depth (CHANGELOG.md), one with '/' the whole path from the repository root (docs/*.md); '*' and "
+        "'?' stay within one directory, '**' spans directories.",
+    )
+    strategy: Literal["union", "ours", "theirs"] = Field(
+        description="How a content conflict in a matching file is resolved, with git merge-file: union keeps both "
+        "sides' lines (CHANGELOG-style additions), ours the integration branch's side, theirs the task's side."
+    )
+
+
 class MergeSpec(Model):
     on_conflict: Literal["continue", "stop"] = Field(
         "continue", description="continue: skip a conflicting task and go on; stop: stop at the first conflict."
+    )
+    resolve: list[ResolveRule] = Field(
+        default_factory=list, max_length=32,
+        description="Per-path resolution rules for content conflicts, first matching rule wins. Every conflict a "
+        "rule resolved stays in the report (status.merge.resolved) with how it was resolved.",
     )
 
 

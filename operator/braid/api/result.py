@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from .common import Model
-from .status import Usage
+from .status import RiskSeen, Usage
 
 # Kubernetes keeps at most 4096 bytes of a termination message.
 TERMINATION_MESSAGE_LIMIT = 4096
@@ -27,6 +27,11 @@ class TaskResult(Model):
     reason: str | None = None
     message: str | None = None
     duration_seconds: float = 0.0
+    conflict_risk: list[RiskSeen] = Field(
+        default_factory=list, description="Other task branches of the run the pushed commit conflicts with, "
+        "checked with git merge-tree after the push."
+    )
+    conflict_risk_truncated: bool = False
 
     def compact_json(self, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
         """JSON under `limit` bytes: the file list and message are shortened first, never the commit or usage."""
@@ -35,6 +40,10 @@ class TaskResult(Model):
         text = json.dumps(data.wire(), separators=(",", ":"))
         while len(text.encode()) > limit and data.changed_files:
             data.changed_files = data.changed_files[: len(data.changed_files) // 2]
+            text = json.dumps(data.wire(), separators=(",", ":"))
+        while len(text.encode()) > limit and data.conflict_risk:
+            data.conflict_risk = data.conflict_risk[: len(data.conflict_risk) // 2]
+            data.conflict_risk_truncated = True
             text = json.dumps(data.wire(), separators=(",", ":"))
         if len(text.encode()) > limit and data.message:
             data.message = data.message[:200] + "..."

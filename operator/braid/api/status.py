@@ -93,6 +93,36 @@ class ConflictFile(Model):
     kind: ConflictKind
     collides_with: list[str] = Field(default_factory=list, description="Merged tasks that changed this path too.")
     message: str | None = None
+    resolution: str | None = Field(
+        None, description="How braid resolved this conflict, e.g. 'rule union' (a spec.merge.resolve rule); absent: "
+        "it was not resolved."
+    )
+
+
+class RiskFile(Model):
+    path: str
+    kind: ConflictKind
+
+
+MAX_RISK_FILES = 10
+"""Files kept per conflicting pair."""
+MAX_RISK_PAIRS = 20
+"""Pairs kept in a task's result and in the run's status."""
+
+
+class RiskSeen(Model):
+    """What a task saw when it succeeded: its commit conflicts with another task's branch at `commit`."""
+
+    task: str
+    commit: str
+    files: list[RiskFile] = Field(default_factory=list, max_length=MAX_RISK_FILES)
+
+
+class ConflictRisk(Model):
+    """Two succeeded tasks whose branches conflict with each other, found before the merge."""
+
+    tasks: list[str] = Field(min_length=2, max_length=2, description="The two tasks, in name order.")
+    files: list[RiskFile] = Field(default_factory=list, description="Where they conflict (at most 10 files).")
 
 
 class Conflict(Model):
@@ -113,6 +143,14 @@ class MergeStatus(Model):
     not_merged: list[str] = Field(default_factory=list, description="Tasks left out: failed, skipped or conflicting.")
     conflicts: list[Conflict] = Field(default_factory=list)
     conflict_count: int = 0
+    resolved: list[Conflict] = Field(
+        default_factory=list, description="Conflicts of merged tasks that spec.merge.resolve rules resolved, each "
+        "file with its resolution."
+    )
+    left_out_conflicts: list[ConflictRisk] = Field(
+        default_factory=list, description="Pairs of tasks, both left out of the integration branch, whose branches "
+        "also conflict with each other (at most 20 pairs)."
+    )
     commit: str | None = None
     last_pushed: str | None = Field(
         None,
@@ -140,6 +178,11 @@ class ParallelRunStatus(Model):
     tasks: dict[str, TaskStatus] = Field(default_factory=dict)
     usage: Usage = Field(default_factory=Usage)
     merge: MergeStatus | None = None
+    conflict_risk: list[ConflictRisk] = Field(
+        default_factory=list, description="Pairs of succeeded tasks whose branches would conflict, found as each "
+        "task succeeds (before the merge); pairs where one task depends on the other are not checked."
+    )
+    conflict_risk_truncated: bool = Field(False, description="Some pairs or files were left out of conflictRisk.")
     conditions: list[Condition] = Field(default_factory=list)
     reason: str | None = None
     message: str | None = None

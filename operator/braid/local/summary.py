@@ -31,6 +31,9 @@ def render_summary(run: ParallelRun, status: ParallelRunStatus) -> str:
     lines.append(f"usage: {u.input_tokens} input, {u.output_tokens} output, {u.cache_read_tokens} cache-read, "
                  f"{u.cache_write_tokens} cache-write tokens; ${u.cost_usd:.4f}"
                  + (f" (not counting {u.unpriced_tokens} tokens braid has no price for)" if u.unpriced_tokens else ""))
+    for risk in status.conflict_risk:
+        files = ", ".join(f"{f.path} [{f.kind}]" for f in risk.files)
+        lines.append(f"conflict risk: {risk.tasks[0]} and {risk.tasks[1]}: {files}")
     merge = status.merge
     if merge and merge.phase != "Pending":
         lines.append(f"merge: {merge.phase}: {len(merge.merged)} merged into {merge.branch}"
@@ -43,6 +46,12 @@ def render_summary(run: ParallelRun, status: ParallelRunStatus) -> str:
             for f in conflict.files:
                 with_ = f" (collides with {', '.join(f.collides_with)})" if f.collides_with else ""
                 lines.append(f"  conflict: task {conflict.task}: {f.path} [{f.kind}]{with_}")
+        for conflict in merge.resolved:
+            for f in conflict.files:
+                lines.append(f"  resolved: task {conflict.task}: {f.path} [{f.kind}] by {f.resolution}")
+        for pair in merge.left_out_conflicts:
+            files = ", ".join(f"{f.path} [{f.kind}]" for f in pair.files)
+            lines.append(f"  left out, conflicting with each other too: {pair.tasks[0]} and {pair.tasks[1]}: {files}")
         held = [n for n in merge.not_merged if n not in {c.task for c in merge.conflicts}]
         if held:
             lines.append(f"  not merged: {', '.join(held)}")

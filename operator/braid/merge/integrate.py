@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import tempfile
+from pathlib import Path
 
-from braid.api import Conflict, ConflictFile, MergeRequest, MergeStatus
+from braid.api import MAX_RISK_FILES, MAX_RISK_PAIRS, Conflict, ConflictFile, ConflictRisk, MergeRequest, MergeStatus, RiskFile
 from braid.gitops import GitError, MissingRef, ObjectCache, Repo, RepositoryUnreachable, normalize_url, resolve_base
-from braid.plan import Node, topological_order
-
-from .conflicts import parse_merge_tree
+from braid.gitops.mergetree import MergeTree, Stage, merge_tree
+from braid.plan import Node, topological_order, upstream
+from braid.plan.risk import resolve_strategy
 
 log = logging.getLogger("braid.merge")
 
@@ -65,31 +67,105 @@ def integrate(repo: Repo, request: MergeRequest, base: str) -> MergeStatus:
             if request.on_conflict == "stop":
                 stopped = True
             continue
-        code, out, err = repo.run("merge-tree", "--write-tree", "-z", current, tip, check=False)
-        if code not in (0, 1):
-            raise GitError(["merge-tree"], code, err)
-        tree, files = parse_merge_tree(out)
+        merged = merge_tree(repo, current, tip)
         changed[name] = _files_changed(repo, base, tip)
-        if code == 0:
+        tree = merged.tree if merged.clean else _resolved_tree(repo, request, merged)
+        conflict = Conflict(task=name)
+        for f in merged.conflicts:
+            others = sorted(m for m in status.merged if f.path in changed.get(m, set()))
+            strategy = resolve_strategy(request.resolve, f.path, f.kind) if tree else None
+            conflict.files.append(ConflictFile(path=f.path, kind=f.kind, collides_with=others, message=f.message,
+                                               resolution=f"rule {strategy}" if strategy else None))
+        conflict.collides_with = sorted({o for f in conflict.files for o in f.collides_with})
+        if tree is not None:
             message = f"braid: merge task {name}\n\nBranch {task.branch}.\n\n{RUN_TRAILER}: {request.run}\n"
             current = repo.out("commit-tree", tree, "-p", current, "-p", tip, "-m", message)
             status.merged.append(name)
+            if conflict.files:
+                status.resolved.append(conflict)
+                log.info("task %s: conflicts in %s resolved by spec.merge.resolve rules", name,
+                         ", ".join(f.path for f in conflict.files))
             continue
-        conflict = Conflict(task=name)
-        for f in files:
-            others = sorted(m for m in status.merged if f.path in changed.get(m, set()))
-            conflict.files.append(ConflictFile(path=f.path, kind=f.kind, collides_with=others, message=f.message))
-        conflict.collides_with = sorted({o for f in conflict.files for o in f.collides_with})
         status.conflicts.append(conflict)
         status.not_merged.append(name)
         held_back.add(name)
         log.warning("task %s conflicts in %s", name, ", ".join(f.path for f in conflict.files))
         if request.on_conflict == "stop":
             stopped = True
+    status.left_out_conflicts = _left_out_pairs(repo, request, status)
     status.commit = current
     status.conflict_count = sum(len(c.files) for c in status.conflicts)
     status.phase = "Conflicted" if status.conflicts else "Succeeded"
     return status
+
+
+RESOLVE_FLAGS = {"union": "--union", "ours": "--ours", "theirs": "--theirs"}
+
+
+def _resolved_tree(repo: Repo, request: MergeRequest, merged: MergeTree) -> str | None:
+    """The merged tree with every conflict resolved by a spec.merge.resolve rule, or None when some conflict
+    has no rule (or cannot be resolved from its blobs).
+
+    Each file is merged again from git's own three blobs (base, the integration side, the
+    task's side; no base for add/add) with `git merge-file --union|--ours|--theirs`, and put
+    into git merge-tree's tree in a scratch index. No merge driver or attribute of the
+    repository is consulted.
+    """
+    if not request.resolve or not merged.conflicts:
+        return None
+    plans: list[tuple[str, str]] = []
+    for f in merged.conflicts:
+        strategy = resolve_strategy(request.resolve, f.path, f.kind)
+        stages = merged.stages.get(f.path, {})
+        if strategy is None or 2 not in stages or 3 not in stages or \
+                not all(s.mode.startswith("100") for s in stages.values()):
+            return None
+        plans.append((f.path, strategy))
+    with tempfile.TemporaryDirectory(prefix="braid-resolve-") as scratch:
+        root = Path(scratch)
+        index = {"GIT_INDEX_FILE": str(root / "index")}
+        repo.run("read-tree", merged.tree, env=index)
+        for path, strategy in plans:
+            stages = merged.stages[path]
+            files = [_blob_file(repo, stages.get(n), root / f"{n}") for n in (2, 1, 3)]
+            code, _, err = repo.run("merge-file", "-q", RESOLVE_FLAGS[strategy], "--", *map(str, files), check=False)
+            if code < 0 or code > 127:
+                log.warning("git merge-file could not resolve %s: %s", path, err.strip()[-300:])
+                return None
+            blob = repo.out("hash-object", "-w", "--no-filters", "--", str(files[0]))
+            repo.run("update-index", "--add", "--cacheinfo", f"{stages[2].mode},{blob},{path}", env=index)
+        return repo.run("write-tree", env=index)[1].strip()
+
+
+def _blob_file(repo: Repo, stage: Stage | None, path: Path) -> Path:
+    """The blob of `stage` in a file (an empty file when the stage is absent: add/add has no base)."""
+    path.write_bytes(repo.run_bytes("cat-file", "blob", stage.oid)[1] if stage is not None else b"")
+    return path
+
+
+def _left_out_pairs(repo: Repo, request: MergeRequest, status: MergeStatus) -> list[ConflictRisk]:
+    """Pairs of tasks left out for conflicting (or stopped before their turn) whose branches conflict with each
+    other too: a reviewer integrating them by hand meets these as well. At most MAX_RISK_PAIRS pairs."""
+    nodes = [Node(t.name, tuple(t.depends_on)) for t in request.tasks]
+    whole = {c.task for c in status.conflicts if c.reason is not None}
+    left = [t for t in request.tasks if t.name in status.not_merged and t.name not in whole]
+    tips = {t.name: tip for t in left if (tip := repo.rev(f"refs/heads/{t.branch}")) is not None}
+    names = sorted(tips)
+    pairs: list[ConflictRisk] = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            if len(pairs) >= MAX_RISK_PAIRS:
+                return pairs
+            if a in upstream(nodes, b) or b in upstream(nodes, a):
+                continue
+            if repo.run("merge-base", tips[a], tips[b], check=False)[0] != 0:
+                continue
+            merged = merge_tree(repo, tips[a], tips[b])
+            files = [RiskFile(path=f.path, kind=f.kind) for f in merged.conflicts
+                     if resolve_strategy(request.resolve, f.path, f.kind) is None]
+            if files:
+                pairs.append(ConflictRisk(tasks=[a, b], files=files[:MAX_RISK_FILES]))
+    return pairs
 
 
 class IntegrationBranchTaken(RuntimeError):

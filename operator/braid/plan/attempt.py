@@ -115,6 +115,8 @@ def attempt_ended(status: AgentTaskStatus, retry: RetryPolicy, timeout_seconds: 
         return [fail(status, "Timeout", f"attempt {n} ran longer than timeoutSeconds ({timeout_seconds}s)", now)]
     if result is not None and result.phase == "Succeeded":
         status.phase, status.reason, status.message = "Succeeded", None, result.message
+        status.conflict_risk = result.conflict_risk
+        status.conflict_risk_truncated = result.conflict_risk_truncated
         status.finished_at = iso(now)
         status.next_attempt_at = None
         commit = (status.commit or "")[:12]

@@ -32,6 +32,7 @@ from .clock import iso, parse
 from .conditions import condition, set_condition
 from .dag import PlanError, nodes_of, validate
 from .events import Event
+from .risk import conflict_risk, risk_events
 from .schedule import Ranked, Skip, decide, ranks
 
 FINAL_RUN_PHASES = frozenset({"Succeeded", "Conflicted", "Failed", "Cancelled"})
@@ -122,6 +123,7 @@ def step(
     if status.phase in FINAL_RUN_PHASES and status.finished_at is not None:
         # a finished run stays as it ended; its summary still follows late reports (usage of a stopped pod)
         _summarise(out, run, tasks, phases, admitted, set(), old, now)
+        _risk(out, run, tasks, old)
         out.closed = True
         return out
 
@@ -150,8 +152,16 @@ def step(
         _merge(out, run, phases, merge)
     started = {s.task for s in out.start}
     _summarise(out, run, tasks, phases, admitted | started, started, old, now)
+    _risk(out, run, tasks, old)
     _outcome(out, run, old, now, cancelled, active=bool(admitted or started))
     return out
+
+
+def _risk(out: Step, run: ParallelRun, tasks: Mapping[str, TaskView], old: ParallelRunStatus) -> None:
+    """status.conflictRisk by plan.risk's rules, and an Event for each new pair."""
+    risks, truncated = conflict_risk(run, {name: view.status for name, view in tasks.items()})
+    out.status.conflict_risk, out.status.conflict_risk_truncated = risks, truncated
+    out.events.extend(risk_events(old.conflict_risk, risks))
 
 
 def start_order(run: ParallelRun) -> dict[str, tuple[float, ...]]:
@@ -243,6 +253,7 @@ def merge_request(run: ParallelRun, succeeded: set[str], last_pushed: str | None
         repo=run.spec.repo,
         integration_branch=run.integration_branch,
         on_conflict=run.spec.merge.on_conflict,
+        resolve=run.spec.merge.resolve,
         tasks=[MergeTask(name=t.name, branch=run.branch_of(t.name), depends_on=t.depends_on)
                for t in run.spec.tasks if t.name in succeeded],
         not_merged=[t.name for t in run.spec.tasks if t.name not in succeeded],

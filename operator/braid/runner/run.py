@@ -17,13 +17,18 @@ from pathlib import Path
 
 from braid.agents import AgentContext, AgentError, AgentOutcome, ModelAccess, get_agent
 from braid.api import (
+    MAX_RISK_FILES,
+    MAX_RISK_PAIRS,
     MAX_TRANSCRIPT_BYTES,
     TRANSCRIPT_FILE,
     AgentTaskSpec,
     Ended,
     InvalidTranscript,
+    RiskFile,
+    RiskSeen,
     TaskResult,
     parse_transcript,
+    task_branch,
     transcript_ref,
 )
 from braid.confine import ModelProxy, Placement, Sandbox, SandboxUnavailable, find_sandbox
@@ -55,6 +60,7 @@ from braid.gitops import (
     reset_git_dir,
     scan_outgoing,
 )
+from braid.gitops.mergetree import branch_conflicts
 from braid.gitops.secrets import credential_files
 
 log = logging.getLogger("braid.runner")
@@ -301,6 +307,30 @@ def save_conversation(spec: AgentTaskSpec, ready: Ready, path: Path, commit: str
     return saved_commit, None
 
 
+def conflict_risk(spec: AgentTaskSpec, ready: Ready, commit: str) -> tuple[list[RiskSeen], bool]:
+    """The run's other task branches that `commit` (just pushed) conflicts with, and whether some were left out.
+
+    The branches braid/<run>/tasks/* are fetched fresh and each merged with the commit by
+    git merge-tree; the run's status decides which pairs count (plan.risk). A failing check
+    only costs the early warning: it is logged, and the merge still finds every conflict.
+    """
+    prefix = task_branch(spec.run, "")
+    own = spec.branch[len(prefix):]
+    try:
+        found, truncated = branch_conflicts(ready.repo, prefix, own, commit, ready.auth, limit=MAX_RISK_PAIRS)
+    except GitError as exc:
+        log.warning("could not check the other task branches for conflicts: %s", exc)
+        return [], False
+    seen = []
+    for name, oid, files in found:
+        truncated = truncated or len(files) > MAX_RISK_FILES
+        seen.append(RiskSeen(task=name, commit=oid,
+                             files=[RiskFile(path=f.path, kind=f.kind) for f in files[:MAX_RISK_FILES]]))
+        log.warning("conflict risk: this task's branch conflicts with task %s (at %s) in %s", name, oid[:12],
+                    ", ".join(f.path for f in files[:MAX_RISK_FILES]))
+    return seen, truncated
+
+
 def held_secrets(key: str | None, paths: RunnerPaths) -> Secrets:
     """Every secret this runner holds: what a push must never carry."""
     return Secrets.of({"API key": key}).merged(Secrets.from_files(credential_files(paths.credentials_dir)))
@@ -426,6 +456,8 @@ def publish(spec: AgentTaskSpec, paths: RunnerPaths, ready: Ready, outcome: Agen
     result.reason, result.message = outcome.reason, outcome.message
     if outcome.ok:
         result.phase = "Succeeded"
+        if result.commit:
+            result.conflict_risk, result.conflict_risk_truncated = conflict_risk(spec, ready, result.commit)
     elif outcome.reason == "Cancelled":
         result.phase = "Cancelled"
     result.duration_seconds = round(time.monotonic() - started, 3)
