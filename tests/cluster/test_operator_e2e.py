@@ -214,6 +214,11 @@ def test_a_run_on_a_real_node_merges_its_work_into_the_integration_branch(
     assert {c["type"]: c["status"] for c in status["conditions"]}["Succeeded"] == "False"
     (event,) = kit.wait_event(RUN, "MergeConflict")
     assert event[0] == "Warning" and "docs-usage" in event[2] and "README.md (content)" in event[2], event
+    # found before the merge too: the later of the two docs tasks saw the other's branch right after its push
+    assert status["conflictRisk"] == [
+        {"tasks": ["docs-intro", "docs-usage"], "files": [{"path": "README.md", "kind": "content"}]}]
+    (risk,) = kit.wait_event(RUN, "ConflictRisk")
+    assert risk[0] == "Warning" and "docs-intro and docs-usage" in risk[2] and "README.md (content)" in risk[2], risk
 
     # the git server holds it all: task branches at the commits in status, each on top of main ...
     for name, task in tasks.items():

@@ -72,6 +72,8 @@ def test_conflict_risk_shows_while_another_task_still_runs(ws: Workspace, tmp_pa
     # one warning per pair, however often the run's status was computed
     assert len([e for e in events_of(events) if e["reason"] == "ConflictRisk"]) == 1
     assert "conflict risk: docs-a and docs-b: README.md [content]" in stdout
+    # the live display said so as it happened
+    assert "braid: tasks docs-a and docs-b would conflict when merged, in README.md (content)" in stdout + stderr
 
 
 def test_a_union_rule_merges_both_changelog_entries(ws: Workspace, tmp_path: Path) -> None:
