@@ -139,3 +139,16 @@ def test_the_summary_shows_resolutions_and_left_out_pairs(origin):  # noqa: F811
     })
     text = render_summary(run, ParallelRunStatus(merge=merge, phase="Succeeded"))
     assert "resolved: task b: CHANGELOG.md [content] by rule union" in text
+
+
+def test_a_directory_pattern_resolves_files_there_only(origin):  # noqa: F811
+    origin.commit({"docs/usage.md": "# Usage\n", "top.md": "# Top\n"}, "docs")
+    tasks = [task(origin, "a", {"docs/usage.md": "# Usage\n- a\n"}),
+             task(origin, "b", {"docs/usage.md": "# Usage\n- b\n"}),
+             task(origin, "c", {"top.md": "# Top\n- c\n"}),
+             task(origin, "d", {"top.md": "# Top\n- d\n"})]
+    status = integrate_in(origin, tasks, resolve=[ResolveRule(paths=["docs/*.md"], strategy="union")])
+    assert status.merged == ["a", "b", "c"] and status.not_merged == ["d"]
+    assert origin.show(status.commit, "docs/usage.md") == "# Usage\n- a\n- b\n"
+    assert [(c.task, [f.resolution for f in c.files]) for c in status.resolved] == [("b", ["rule union"])]
+    assert [(c.task, [f.path for f in c.files]) for c in status.conflicts] == [("d", ["top.md"])]

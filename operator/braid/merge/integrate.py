@@ -121,6 +121,8 @@ def _resolved_tree(repo: Repo, request: MergeRequest, merged: MergeTree) -> str 
                 not all(s.mode.startswith("100") for s in stages.values()):
             return None
         plans.append((f.path, strategy))
+    if set(merged.stages) - {path for path, _ in plans}:
+        return None  # git left another path unmerged that no conflict here names: not braid's to settle
     with tempfile.TemporaryDirectory(prefix="braid-resolve-") as scratch:
         root = Path(scratch)
         index = {"GIT_INDEX_FILE": str(root / "index")}
