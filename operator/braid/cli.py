@@ -305,7 +305,8 @@ def cmd_agent_run(args: argparse.Namespace) -> int:
 def cmd_merge(args: argparse.Namespace) -> int:
     from braid.api import InvalidSpec, MergeRequest
     from braid.gitops import ObjectCache, git_auth_env
-    from braid.merge import run_merge
+    from braid.gitops.secrets import Secrets, credential_files
+    from braid.merge import HandoffVerifier, run_merge
     from braid.runner import TERMINATION_MESSAGE_LIMIT
 
     _setup_logging(args.verbose)
@@ -314,7 +315,13 @@ def cmd_merge(args: argparse.Namespace) -> int:
     except InvalidSpec as exc:
         return _fail(str(exc))
     creds = _path(args.credentials_dir or os.environ.get("BRAID_GIT_CREDENTIALS_DIR"))
-    status = run_merge(request, ObjectCache(Path(args.cache_dir)), git_auth_env(creds))
+    secrets = Secrets.from_files(credential_files(creds))
+    verifier = _merge_verifier(args, creds)
+    try:
+        status = run_merge(request, ObjectCache(Path(args.cache_dir)), git_auth_env(creds), verifier, secrets.redact)
+    finally:
+        if isinstance(verifier, HandoffVerifier):
+            verifier.finish()
     text = json.dumps(status.wire(), separators=(",", ":"))
     if args.report:
         Path(args.report).write_text(text)
@@ -325,6 +332,42 @@ def cmd_merge(args: argparse.Namespace) -> int:
         publish_merge_report(text)
     print(text)
     return EXIT_OK if status.phase in ("Succeeded", "Conflicted") else EXIT_FAILED
+
+
+def _merge_verifier(args: argparse.Namespace, creds: Path | None):
+    """In the merge Job, the verify container runs spec.merge.verify; elsewhere this process does,
+    in the sandbox when there is one."""
+    import tempfile
+
+    from braid.confine import SandboxUnavailable, find_sandbox
+    from braid.merge import HandoffVerifier, LocalVerifier
+
+    if args.verify_handoff:
+        return HandoffVerifier(Path(args.verify_handoff))
+    try:
+        bwrap: str | None = find_sandbox()
+    except SandboxUnavailable as exc:
+        logging.getLogger("braid.merge").warning("spec.merge.verify runs without a sandbox: %s", exc)
+        bwrap = None
+    hidden = [Path.home(), Path(args.cache_dir).absolute(), *([creds] if creds else [])]
+    return LocalVerifier(Path(tempfile.mkdtemp(prefix="braid-verify-")), bwrap, tuple(hidden))
+
+
+def cmd_verify_serve(args: argparse.Namespace) -> int:
+    import signal
+
+    from braid.merge import serve
+
+    _setup_logging(args.verbose)
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise SystemExit(EXIT_OK)
+
+    # a sidecar: the kubelet stops it once the merge container has ended; exiting earlier would restart it
+    signal.signal(signal.SIGTERM, stop)
+    serve(Path(args.handoff))
+    while True:
+        signal.pause()
 
 
 # -- braid demo / crds ---------------------------------------------------------------------------
@@ -449,8 +492,15 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--cache-dir", default="/cache/git")
     m.add_argument("--report", metavar="PATH", help="also write the report JSON here")
     m.add_argument("--credentials-dir", metavar="DIR")
+    m.add_argument("--verify-handoff", metavar="DIR",
+                   help="(merge Job) hand spec.merge.verify runs to `braid verify-serve` through DIR")
     m.add_argument("-v", "--verbose", action="store_true")
     m.set_defaults(func=cmd_merge)
+
+    vs = sub.add_parser("verify-serve", help="run the verify commands a merge hands over (merge Job's verify container)")
+    vs.add_argument("--handoff", default="/verify", metavar="DIR")
+    vs.add_argument("-v", "--verbose", action="store_true")
+    vs.set_defaults(func=cmd_verify_serve)
 
     d = sub.add_parser("demo", help="make a throw-away repository and run a six-task demo on it")
     d.add_argument("--dir", help="where to put the demo repository (default: a new temp dir)")

@@ -18,6 +18,7 @@ from .parallelrun import (
     ScriptSpec,
     ScriptStep,
     TaskSpec,
+    VerifySpec,
 )
 from .result import TERMINATION_MESSAGE_LIMIT, TaskResult
 from .status import (
@@ -25,11 +26,15 @@ from .status import (
     Conflict,
     ConflictFile,
     Counts,
+    Culprit,
     MergeStatus,
     ParallelRunStatus,
     ResourceUsage,
     TaskStatus,
     Usage,
+    Verification,
+    VerifiedPrefix,
+    VerifyRun,
 )
 
 __all__ = [
@@ -38,6 +43,7 @@ __all__ = [
     "MergeStatus", "MergeTask", "ParallelRun", "ParallelRunSpec", "ParallelRunStatus", "Pricing", "RepoSpec",
     "ResourceRequirements", "ResourceUsage", "RetryPolicy", "ScriptSpec", "ScriptStep",
     "SkipRequest", "TERMINATION_MESSAGE_LIMIT", "TaskResult",
-    "TaskSpec", "TaskStatus", "Usage", "VERSION", "default_integration_branch", "format_validation_error",
+    "TaskSpec", "TaskStatus", "Usage", "Culprit", "Verification", "VerifiedPrefix", "VerifyRun", "VerifySpec",
+    "VERSION", "default_integration_branch", "format_validation_error",
     "load_parallelrun", "ref_name_problem", "task_branch",
 ]

@@ -200,9 +200,34 @@ class RetryPolicy(Model):
     backoff_seconds: int = Field(30, ge=0, le=3600)
 
 
+class VerifySpec(Model):
+    """A command that checks the integrated result (tests, a build); exit 0 means it passed."""
+
+    command: list[Annotated[str, Field(max_length=4096)]] = Field(
+        min_length=1, max_length=64,
+        description="argv, run as given (no shell) in a checkout of the integration result, with no credentials "
+        "and no API key in its environment.",
+    )
+    image: str | None = Field(
+        None, max_length=512,
+        description="Cluster: the image the command runs in (it must contain braid, like agent images). Default: "
+        "braid's runner image. Local runs use the machine's own programs.",
+    )
+    timeout_seconds: int = Field(600, ge=1, le=24 * 3600, description="Each verify run is stopped after this long.")
+
+
 class MergeSpec(Model):
     on_conflict: Literal["continue", "stop"] = Field(
         "continue", description="continue: skip a conflicting task and go on; stop: stop at the first conflict."
+    )
+    verify: VerifySpec | None = Field(
+        None, description="Verify the integration result; when it fails, bisect the merge order to find the task "
+        "that broke it."
+    )
+    on_verify_failure: Literal["report", "exclude"] = Field(
+        "report", description="report: push the integration branch as built, the run fails (VerificationFailed); "
+        "exclude: rebuild it without the culprits and the tasks depending on them, verify again, and push only a "
+        "verified result."
     )
 
 

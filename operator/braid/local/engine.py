@@ -29,7 +29,8 @@ from braid.api.quantity import format_bytes
 from braid.confine import CgroupSetup, Limits, LimitsUnavailable, SandboxUnavailable, find_sandbox
 from braid.confine.limits import Cgroup, descendants, detect, proc_usage
 from braid.gitops import ObjectCache, Repo, RepositoryUnreachable, default_cache_root, git_auth_env, normalize_url
-from braid.merge import run_merge
+from braid.gitops.secrets import Secrets, credential_files
+from braid.merge import LocalVerifier, run_merge
 from braid.plan import (
     AttemptEnd,
     Event,
@@ -289,7 +290,8 @@ class LocalRun:
                 decided = self._step()
                 if decided.merge is not None:
                     self.merge = run_merge(decided.merge.model_copy(update={"repo": self._repo()}),
-                                           ObjectCache(self.cache_root), self._auth_env())
+                                           ObjectCache(self.cache_root), self._auth_env(),
+                                           verifier=self._verifier(), redact=self._secrets().redact)
                     continue
                 if decided.closed or decided.finished:
                     break
@@ -552,6 +554,23 @@ class LocalRun:
 
     def _repo(self):
         return self.run.spec.repo.model_copy(update={"url": self.url})
+
+    def _verifier(self) -> LocalVerifier:
+        """spec.merge.verify runs like an agent: in the sandbox when there is one, seeing no credentials,
+        no key, neither braid's state nor its cache, nor the remote when it is a local path."""
+        hidden = [Path.home(), self.state_dir, self.cache_root]
+        hidden += [p.absolute() for p in (self.options.credentials_dir, self.options.api_key_file) if p is not None]
+        if self.url.startswith(("/", "file://")):
+            hidden.append(Path(self.url.removeprefix("file://")))
+        bwrap = find_sandbox() if self.sandboxed else None
+        return LocalVerifier(self.state_dir / "verify", bwrap, tuple(hidden))
+
+    def _secrets(self) -> Secrets:
+        key = self.env_api_key
+        if key is None and self.options.api_key_file is not None:
+            with contextlib.suppress(OSError):
+                key = self.options.api_key_file.read_text()
+        return Secrets.of({"API key": key}).merged(Secrets.from_files(credential_files(self.options.credentials_dir)))
 
     def _auth_env(self) -> dict[str, str]:
         return git_auth_env(self.options.credentials_dir)

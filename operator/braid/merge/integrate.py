@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from braid.api import Conflict, ConflictFile, MergeRequest, MergeStatus
 from braid.gitops import GitError, MissingRef, ObjectCache, Repo, RepositoryUnreachable, normalize_url, resolve_base
 from braid.plan import Node, topological_order
 
 from .conflicts import parse_merge_tree
+from .verify import Verifier, Verify
 
 log = logging.getLogger("braid.merge")
 
@@ -28,8 +30,11 @@ def _files_changed(repo: Repo, base: str, tip: str) -> set[str]:
     return set(out.splitlines())
 
 
-def integrate(repo: Repo, request: MergeRequest, base: str) -> MergeStatus:
-    """Merge each task's branch onto `base` in order, in `repo` (bare is fine). Nothing is pushed."""
+def integrate(repo: Repo, request: MergeRequest, base: str, steps: list[tuple[str, str]] | None = None) -> MergeStatus:
+    """Merge each task's branch onto `base` in order, in `repo` (bare is fine). Nothing is pushed.
+
+    `steps`, when given, receives (task, integration commit after it) for each merged task, in order.
+    """
     status = MergeStatus(phase="Running", branch=request.integration_branch, not_merged=list(request.not_merged))
     by_name = {t.name: t for t in request.tasks}
     current = base
@@ -74,6 +79,8 @@ def integrate(repo: Repo, request: MergeRequest, base: str) -> MergeStatus:
             message = f"braid: merge task {name}\n\nBranch {task.branch}.\n\n{RUN_TRAILER}: {request.run}\n"
             current = repo.out("commit-tree", tree, "-p", current, "-p", tip, "-m", message)
             status.merged.append(name)
+            if steps is not None:
+                steps.append((name, current))
             continue
         conflict = Conflict(task=name)
         for f in files:
@@ -90,6 +97,11 @@ def integrate(repo: Repo, request: MergeRequest, base: str) -> MergeStatus:
     status.conflict_count = sum(len(c.files) for c in status.conflicts)
     status.phase = "Conflicted" if status.conflicts else "Succeeded"
     return status
+
+
+class VerifierMissing(RuntimeError):
+    def __init__(self) -> None:
+        super().__init__("spec.merge.verify is set but this merge has no way to run it")
 
 
 class IntegrationBranchTaken(RuntimeError):
@@ -123,16 +135,31 @@ def publish(repo: Repo, request: MergeRequest, status: MergeStatus) -> None:
     status.last_pushed = status.commit
 
 
-def run_merge(request: MergeRequest, cache: ObjectCache, env: dict[str, str] | None = None) -> MergeStatus:
-    """The whole merge step: fetch, integrate, push. Failures come back as phase Failed with a message."""
+def run_merge(request: MergeRequest, cache: ObjectCache, env: dict[str, str] | None = None,
+              verifier: Verifier | None = None, redact: Callable[[str], str] | None = None) -> MergeStatus:
+    """The whole merge step: fetch, integrate, verify (spec.merge.verify, with `verifier`), push.
+    Failures come back as phase Failed with a message. `redact` clears secrets from verify output."""
     url = normalize_url(request.repo.url)
     try:
         repo = cache.update(url, env)
         base = resolve_base(repo, request.repo.base_ref, branches="refs/heads/")
-        status = integrate(repo, request, base)
+        steps: list[tuple[str, str]] = []
+        status = integrate(repo, request, base, steps)
+        if request.verify is not None and status.merged:
+            if verifier is None:
+                raise VerifierMissing()
+
+            def rebuild(smaller: MergeRequest) -> tuple[MergeStatus, list[tuple[str, str]]]:
+                again: list[tuple[str, str]] = []
+                return integrate(repo, smaller, base, again), again
+
+            status = Verify(repo, request, base, verifier, redact).run(status, steps, rebuild)
+            if status.phase == "Failed":
+                status.last_pushed = request.last_pushed
+                return status
         publish(repo, request, status)
         return status
-    except (GitError, IntegrationBranchTaken, MissingRef, RepositoryUnreachable) as exc:
+    except (GitError, IntegrationBranchTaken, MissingRef, RepositoryUnreachable, VerifierMissing, OSError) as exc:
         log.error("merge failed: %s", exc)
         return MergeStatus(phase="Failed", branch=request.integration_branch, message=str(exc)[:1000],
                            not_merged=[t.name for t in request.tasks] + list(request.not_merged),

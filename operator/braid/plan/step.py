@@ -23,6 +23,7 @@ from braid.api import (
     ParallelRun,
     ParallelRunStatus,
     TaskStatus,
+    Verification,
 )
 from braid.api.status import ENDED_TASK_PHASES
 
@@ -243,6 +244,8 @@ def merge_request(run: ParallelRun, succeeded: set[str], last_pushed: str | None
         repo=run.spec.repo,
         integration_branch=run.integration_branch,
         on_conflict=run.spec.merge.on_conflict,
+        verify=run.spec.merge.verify,
+        on_verify_failure=run.spec.merge.on_verify_failure,
         tasks=[MergeTask(name=t.name, branch=run.branch_of(t.name), depends_on=t.depends_on)
                for t in run.spec.tasks if t.name in succeeded],
         not_merged=[t.name for t in run.spec.tasks if t.name not in succeeded],
@@ -334,12 +337,25 @@ def _summarise(out: Step, run: ParallelRun, tasks: Mapping[str, TaskView], phase
         elif line.phase == "Pending" and name not in admitted and phases.get(name) == "Pending":
             line.reason, line.message = _waiting(run, name, phases)
         line.branch = line.branch or run.branch_of(name)
+        verification = status.merge.verification if status.merge is not None else None
+        if verification is not None and name in verification.excluded:
+            line.reason = "VerificationFailed"
+            line.message = "not merged: " + _excluded_because(verification, name)
         lines[name] = line
         before = old.tasks.get(name)
         if line.phase in ENDED_TASK_PHASES and (before is None or before.phase != line.phase):
             out.events.append(_task_ended_event(name, line))
     status.tasks = lines
     status.recount()
+
+
+def _excluded_because(verification: Verification, name: str) -> str:
+    for c in verification.culprits:
+        if c.task == name:
+            return f"verification fails from this task on (prefix {c.first_failed.commit[:12]})"
+        if name in c.excluded:
+            return f"it depends on {c.task}, which fails verification"
+    return "verification of the integration fails with it"
 
 
 def _task_ended_event(name: str, line: TaskStatus) -> Event:
@@ -401,6 +417,8 @@ def _final(status: ParallelRunStatus, run: ParallelRun, cancelled: bool) -> None
     if cancelled:
         status.phase, status.reason = "Cancelled", "Cancelled"
         status.message = f"the run was cancelled; {counts.succeeded} of {counts.total} tasks had succeeded"
+    elif merge is not None and (failed := _verification_failed(merge)):
+        status.phase, status.reason, status.message = "Failed", "VerificationFailed", failed
     elif not_done or (merge is not None and merge.phase == "Failed"):
         status.phase = "Failed"
         if not_done:
@@ -415,6 +433,22 @@ def _final(status: ParallelRunStatus, run: ParallelRun, cancelled: bool) -> None
         status.phase, status.reason = "Succeeded", "Merged"
         merged = len(merge.merged) if merge else 0
         status.message = f"{merged} tasks merged into {merge.branch if merge else run.integration_branch}"
+
+
+def _verification_failed(merge: MergeStatus) -> str | None:
+    """Why spec.merge.verify fails the run: the pushed result fails it, or tasks were left out for it."""
+    verification = merge.verification
+    if verification is None or (verification.phase == "Passed" and not verification.culprits):
+        return None
+    culprits = ", ".join(c.task for c in verification.culprits) or "unknown"
+    if verification.phase != "Passed" and not verification.excluded:
+        where = f"; {merge.branch} pushed as built" if merge.phase != "Failed" else "; nothing pushed"
+        return f"verification {verification.phase.lower()} (exit code {verification.exit_code}): it fails from " \
+               f"{culprits} on{where}"
+    if merge.phase == "Failed":
+        return merge.message or "verification failed; nothing pushed"
+    return (f"verification failed from {culprits} on; left out {', '.join(verification.excluded)}; "
+            f"{len(merge.merged)} tasks merged into {merge.branch}, verified")
 
 
 def _conflicts_said(merge: MergeStatus) -> str:
