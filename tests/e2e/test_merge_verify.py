@@ -3,9 +3,12 @@ reports it or leaves it out, on real repositories with real verify processes."""
 
 from __future__ import annotations
 
+import json
 import math
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -80,6 +83,7 @@ def test_report_names_the_culprit_with_evidence_in_at_most_log2_plus_one_runs(
     assert show(origin, culprit["lastPassed"]["commit"], "broken") is None
     assert show(origin, culprit["lastPassed"]["commit"], "delta.txt") == "delta\n"
     assert verification["excluded"] == []
+    assert "culprit: task echo: passes up to delta" in result.stdout + result.stderr
     # no key and no git or braid credential reaches the verify command
     assert API_KEY not in result.stdout + result.stderr + str(status)
     env_line = next(line for line in verification["output"].splitlines() if line.startswith("env:"))
@@ -134,7 +138,11 @@ def test_a_passing_verify_shows_passed_and_the_run_succeeds(ws: Workspace, origi
 
 
 def test_a_verify_that_times_out_is_stopped_and_reported(ws: Workspace, origin: Path) -> None:
-    sleeper = ["python3", "-c", "import time; print('started', flush=True); time.sleep(120)"]
+    marker = f"verify-leftover-{ws.root.name}"
+    # it also leaves a process of its own session behind: that one ends too
+    sleeper = ["python3", "-c", "import subprocess, time\n"
+               f"subprocess.Popen(['python3', '-c', 'import time; time.sleep(300)', '{marker}'], start_new_session=True)\n"
+               "print('started', flush=True)\ntime.sleep(120)\n"]
     tasks = [script_task("only", [write("only.txt", "1\n")])]
     result = ws.run(ws.write(manifest("slow", origin, tasks, merge=verify_spec(sleeper, timeoutSeconds=2))),
                     timeout=100)
@@ -147,6 +155,12 @@ def test_a_verify_that_times_out_is_stopped_and_reported(ws: Workspace, origin: 
     assert result.status["reason"] == "VerificationFailed"
     assert [c["task"] for c in verification["culprits"]] == ["only"]
     assert len(verification["runs"]) == 1
+    time.sleep(1)
+    left = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    assert marker not in left
+    time.sleep(1)
+    left = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    assert marker not in left
 
 
 def test_the_verify_command_sees_neither_braids_state_nor_its_cache_nor_the_remote(
@@ -164,3 +178,36 @@ def test_the_verify_command_sees_neither_braids_state_nor_its_cache_nor_the_remo
     verification = result.status["merge"]["verification"]
     assert verification["phase"] == "Passed", verification["output"]
     assert result.code == 0
+
+
+def test_ctrl_c_during_verification_stops_it_and_pushes_nothing(ws: Workspace, origin: Path) -> None:
+    shared = ws.root / "shared"
+    shared.mkdir()
+    marker = shared / "verify-started"
+    command = ["python3", "-c", "import pathlib, sys, time\n"
+               "pathlib.Path(sys.argv[1]).write_text('x')\ntime.sleep(120)\n", str(marker)]
+    tasks = [script_task("only", [write("only.txt", "1\n")])]
+    # the sandbox lets the command write the marker: --share, as for agents
+    run_file = ws.write(manifest("stopped", origin, tasks, merge=verify_spec(command, timeoutSeconds=300)))
+    proc = subprocess.Popen([*ws.argv(run_file), "--share", str(shared)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not marker.exists():
+            assert time.monotonic() < deadline, "the verify command never started"
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.1)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert time.monotonic() - started < 20, "stopping the verification took too long"
+    assert proc.returncode == 1, err
+    status = json.loads((ws.root / "status.json").read_text())
+    assert status["phase"] == "Cancelled"
+    assert status["merge"]["phase"] == "Failed"
+    assert "interrupted during verification" in status["merge"]["message"]
+    assert "braid/stopped/merged" not in branches(origin)

@@ -115,3 +115,38 @@ def test_a_command_that_cannot_start_fails_verification_with_its_reason(origin: 
     assert status.verification.phase == "Failed"
     assert status.verification.exit_code == 127
     assert "cannot start" in (status.verification.output or "")
+
+
+def test_braid_merge_and_braid_verify_serve_as_the_merge_job_runs_them(origin: GitRepo, tmp_path: Path) -> None:
+    """The two containers of the merge Job as two processes sharing only the handoff directory."""
+    import json
+    import os
+    import signal
+    import subprocess
+
+    tasks = [task(origin, "a", {"a.txt": "a\n"}), task(origin, "b", {"broken": "x\n"})]
+    req = request(origin, tasks, FAILS_ON_BROKEN, on_verify_failure="exclude")
+    handoff = tmp_path / "verify"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BRAID_")}
+    server = subprocess.Popen([sys.executable, "-m", "braid", "verify-serve", "--handoff", str(handoff)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        merge = subprocess.run(
+            [sys.executable, "-m", "braid", "merge", "--cache-dir", str(tmp_path / "cache"),
+             "--verify-handoff", str(handoff), "--report", str(tmp_path / "report.json")],
+            env={**env, "BRAID_MERGE_REQUEST": json.dumps(req.wire())}, capture_output=True, text=True,
+            timeout=120, check=False)
+        assert merge.returncode == 0, merge.stderr
+        report = json.loads((tmp_path / "report.json").read_text())
+        assert report["merged"] == ["a"]
+        assert report["verification"]["phase"] == "Passed"
+        assert report["verification"]["excluded"] == ["b"]
+        assert (handoff / "done").exists()
+        # as a sidecar it stays until the kubelet stops it (exiting would have it restarted)
+        assert server.poll() is None
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=10) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()

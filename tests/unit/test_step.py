@@ -246,6 +246,8 @@ def test_a_failed_verification_fails_the_run_naming_the_culprit() -> None:
     assert out.status.phase == "Failed"
     assert out.status.reason == "VerificationFailed"
     assert "b" in (out.status.message or "") and "pushed as built" in (out.status.message or "")
+    [event] = [e for e in out.events if e.reason == "VerificationFailed" and "from task b" in e.message]
+    assert event.type == "Warning" and "2222222222" in event.message
 
 
 def test_excluded_tasks_show_as_not_merged_with_reason_verification_failed() -> None:

@@ -563,7 +563,13 @@ class LocalRun:
         if self.url.startswith(("/", "file://")):
             hidden.append(Path(self.url.removeprefix("file://")))
         bwrap = find_sandbox() if self.sandboxed else None
-        return LocalVerifier(self.state_dir / "verify", bwrap, tuple(hidden))
+        return LocalVerifier(self.state_dir / "verify", bwrap, tuple(hidden),
+                             shared=tuple(p.absolute() for p in self.options.shared), interrupted=self._interrupted)
+
+    def _interrupted(self) -> bool:
+        if not self.cancelled and (self.state_dir / CANCEL_FILE).exists():
+            self.cancelled = True
+        return self.cancelled
 
     def _secrets(self) -> Secrets:
         key = self.env_api_key

@@ -43,8 +43,22 @@ def render_summary(run: ParallelRun, status: ParallelRunStatus) -> str:
             for f in conflict.files:
                 with_ = f" (collides with {', '.join(f.collides_with)})" if f.collides_with else ""
                 lines.append(f"  conflict: task {conflict.task}: {f.path} [{f.kind}]{with_}")
-        held = [n for n in merge.not_merged if n not in {c.task for c in merge.conflicts}]
+        verification = merge.verification
+        excluded = set(verification.excluded) if verification else set()
+        held = [n for n in merge.not_merged if n not in {c.task for c in merge.conflicts} and n not in excluded]
         if held:
             lines.append(f"  not merged: {', '.join(held)}")
+        if verification is not None:
+            code = f", exit code {verification.exit_code}" if verification.exit_code is not None else ""
+            lines.append(f"verify: {verification.phase}{code} on {(verification.commit or '')[:10]} "
+                         f"({len(verification.runs)} runs)")
+            for c in verification.culprits:
+                passed = c.last_passed.tasks[-1] if c.last_passed.tasks else "the base"
+                lines.append(f"  culprit: task {c.task}: passes up to {passed} ({c.last_passed.commit[:10]}), "
+                             f"fails with {c.task} ({c.first_failed.commit[:10]})")
+            if verification.excluded:
+                lines.append(f"  not merged [VerificationFailed]: {', '.join(verification.excluded)}")
+            for line in (verification.output or "").splitlines()[-5:]:
+                lines.append(f"  | {line}")
     lines.append(f"phase: {status.phase}")
     return "\n".join(lines)

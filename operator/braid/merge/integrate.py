@@ -10,7 +10,7 @@ from braid.gitops import GitError, MissingRef, ObjectCache, Repo, RepositoryUnre
 from braid.plan import Node, topological_order
 
 from .conflicts import parse_merge_tree
-from .verify import Verifier, Verify
+from .verify import Verifier, Verify, VerifyInterrupted
 
 log = logging.getLogger("braid.merge")
 
@@ -159,7 +159,8 @@ def run_merge(request: MergeRequest, cache: ObjectCache, env: dict[str, str] | N
                 return status
         publish(repo, request, status)
         return status
-    except (GitError, IntegrationBranchTaken, MissingRef, RepositoryUnreachable, VerifierMissing, OSError) as exc:
+    except (GitError, IntegrationBranchTaken, MissingRef, RepositoryUnreachable, VerifierMissing, VerifyInterrupted,
+            OSError) as exc:
         log.error("merge failed: %s", exc)
         return MergeStatus(phase="Failed", branch=request.integration_branch, message=str(exc)[:1000],
                            not_merged=[t.name for t in request.tasks] + list(request.not_merged),

@@ -90,8 +90,15 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             continue
 
 
-def execute(argv: Sequence[str], cwd: Path, env: dict[str, str], timeout: float, output: Path) -> Outcome:
-    """Run `argv` (no shell) in a session of its own; everything it started is stopped at the timeout."""
+class VerifyInterrupted(RuntimeError):
+    def __init__(self) -> None:
+        super().__init__("the merge was interrupted during verification; nothing pushed")
+
+
+def execute(argv: Sequence[str], cwd: Path, env: dict[str, str], timeout: float, output: Path,
+            interrupted: Callable[[], bool] | None = None) -> Outcome:
+    """Run `argv` (no shell) in a session of its own; everything it started is stopped at the timeout.
+    Raises VerifyInterrupted, once the command is stopped, when `interrupted()` turns true."""
     started = time.monotonic()
     with open(output, "wb") as out:
         try:
@@ -101,14 +108,24 @@ def execute(argv: Sequence[str], cwd: Path, env: dict[str, str], timeout: float,
             out.write(f"braid: cannot start {argv[0]!r}: {exc.strerror or exc}\n".encode())
             out.flush()
             return Outcome(127, False, round(time.monotonic() - started, 3), _tail(output))
-        timed_out = False
+        timed_out = stopped = False
+        deadline = started + timeout
         try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+            while proc.poll() is None:
+                if interrupted is not None and interrupted():
+                    stopped = True
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    timed_out = True
+                    break
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=min(left, 0.2))
         finally:
             # what it left running in its session ends with it
             _stop(proc)
+    if stopped:
+        raise VerifyInterrupted()
     code = None if timed_out else proc.returncode
     return Outcome(code, timed_out, round(time.monotonic() - started, 3), _tail(output))
 
@@ -121,14 +138,18 @@ class LocalVerifier:
     bwrap: str | None = None
     hidden: tuple[Path, ...] = ()
     """What the sandbox hides (home, braid's state and cache, credentials, a local remote)."""
+    shared: tuple[Path, ...] = ()
+    """Directories the user lets sandboxed code write (`braid run --share`)."""
+    interrupted: Callable[[], bool] | None = None
+    """The launcher is stopping (Ctrl-C, braid cancel): the running command is stopped, nothing pushed."""
 
     def run(self, run_dir: Path, argv: Sequence[str], env: dict[str, str], timeout: float) -> Outcome:
         workdir = run_dir / "work"
         env = minimal_env(env)
         if self.bwrap is not None:
-            sandbox = Sandbox(self.bwrap, workdir, hidden=(*self.hidden, self.root))
+            sandbox = Sandbox(self.bwrap, workdir, hidden=(*self.hidden, self.root), shared=self.shared)
             argv = sandbox.wrap(argv, env, workdir)
-        return execute(argv, workdir, env, timeout, run_dir / "output.log")
+        return execute(argv, workdir, env, timeout, run_dir / "output.log", self.interrupted)
 
 
 @dataclass
@@ -179,14 +200,13 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def serve(root: Path, poll_seconds: float = 0.2, idle_seconds: float | None = None) -> int:
+def serve(root: Path, poll_seconds: float = 0.2) -> int:
     """`braid verify-serve`: run each verify request the merge container hands over, until it says done.
 
     This side holds no secret: the checkout, the command and its environment come from the
     merge container; what it answers is read as untrusted input there.
     """
     root.mkdir(parents=True, exist_ok=True)
-    last = time.monotonic()
     while not (root / DONE_FILE).exists():
         for request_path in sorted(root.glob("run-*/request.json")):
             run_dir = request_path.parent
@@ -199,13 +219,14 @@ def serve(root: Path, poll_seconds: float = 0.2, idle_seconds: float | None = No
                 timeout = float(request["timeoutSeconds"])
             except (OSError, ValueError, KeyError, TypeError):
                 continue
-            outcome = execute(argv, run_dir / "work", minimal_env(env), timeout, run_dir / "output.log")
-            _write_atomic(run_dir / "result.json", json.dumps({
-                "exitCode": outcome.exit_code, "timedOut": outcome.timed_out,
-                "durationSeconds": outcome.duration_seconds}))
-            last = time.monotonic()
-        if idle_seconds is not None and time.monotonic() - last > idle_seconds:
-            return 0
+            try:
+                outcome = execute(argv, run_dir / "work", minimal_env(env), timeout, run_dir / "output.log")
+                _write_atomic(run_dir / "result.json", json.dumps({
+                    "exitCode": outcome.exit_code, "timedOut": outcome.timed_out,
+                    "durationSeconds": outcome.duration_seconds}))
+            except OSError as exc:
+                # the merge container gave up on this run and removed it
+                log.warning("verify run %s: %s", run_dir.name, exc)
         time.sleep(poll_seconds)
     return 0
 

@@ -147,6 +147,12 @@ def step(
                                            for t in run.spec.tasks)
     if all_ended and cancelled:
         out.finished = True
+        if merge is not None and merge.phase not in ("Pending", "Running") and status.merge is not None \
+                and status.merge.phase == "Running":
+            # a merge stopped by the cancel (during verification) says how it ended
+            record = status.merge.last_pushed
+            status.merge = merge.model_copy(deep=True)
+            status.merge.last_pushed = status.merge.last_pushed or record
     elif all_ended:
         _merge(out, run, phases, merge)
     started = {s.task for s in out.start}
@@ -285,6 +291,13 @@ def _merge(out: Step, run: ParallelRun, phases: dict[str, str], merge: MergeStat
             result.not_merged = others
         status.merge = result
         out.finished = True
+        for found in result.verification.culprits if result.verification is not None else []:
+            passed = found.last_passed
+            out.events.append(Event("Warning", "VerificationFailed", (
+                f"verification fails from task {found.task} on: it passes with "
+                f"{len(passed.tasks)} tasks ({passed.commit[:12]}) and fails with {found.task} merged "
+                f"({found.first_failed.commit[:12]})"
+                + (f"; not merged: {', '.join(found.excluded)}" if found.excluded else ""))))
         for conflict in result.conflicts:
             if conflict.reason is not None:
                 said = f": {conflict.message}" if conflict.message else ""
