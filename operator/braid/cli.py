@@ -316,7 +316,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     creds = _path(args.credentials_dir or os.environ.get("BRAID_GIT_CREDENTIALS_DIR"))
     secrets = Secrets.from_files(credential_files(creds))
-    verifier = _merge_verifier(args, creds)
+    verifier = _merge_verifier(args, creds) if request.verify is not None else None
     try:
         status = run_merge(request, ObjectCache(Path(args.cache_dir)), git_auth_env(creds), verifier, secrets.redact)
     finally:

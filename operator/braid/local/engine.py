@@ -242,7 +242,8 @@ class LocalRun:
         """What to tell the user when agents run unconfined, or None."""
         if self.sandboxed:
             return None
-        return (f"WARNING: agents run WITHOUT a sandbox ({self.sandbox_problem}): the code they run can read "
+        who = "agents and spec.merge.verify run" if self.run.spec.merge.verify is not None else "agents run"
+        return (f"WARNING: {who} WITHOUT a sandbox ({self.sandbox_problem}): the code they run can read "
                 "and change everything your user can, including other worktrees, credentials in your home "
                 "directory and the remote when it is a local path. Install bubblewrap (Debian/Ubuntu: "
                 "apt-get install bubblewrap) and see docs/security.md.")

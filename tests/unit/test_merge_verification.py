@@ -150,3 +150,22 @@ def test_braid_merge_and_braid_verify_serve_as_the_merge_job_runs_them(origin: G
         if server.poll() is None:
             server.kill()
             server.wait()
+
+
+def test_unconfined_the_command_still_gets_only_a_minimal_environment(origin: GitRepo, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-not-for-verify-000000")
+    monkeypatch.setenv("GIT_ASKPASS", "/somewhere/askpass")
+    monkeypatch.setenv("BRAID_GIT_CREDENTIALS_DIR", "/somewhere/creds")
+    tasks = [task(origin, "a", {"a.txt": "a\n"})]
+    # the interpreter itself: a pyenv shim for python3 would add variables of its own
+    show = [sys.executable, "-c", "import json, os; print(json.dumps(sorted(os.environ)))"]
+    status = run_merge(request(origin, tasks, show), ObjectCache(tmp_path / "cache"), None,
+                       LocalVerifier(tmp_path / "verify"))
+    assert status.verification is not None and status.verification.phase == "Passed"
+    import json
+
+    names = set(json.loads(status.verification.output or "[]"))
+    assert names <= {"PATH", "HOME", "LANG", "LC_ALL", "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR", "TERM", "BRAID_RUN",
+                     "BRAID_VERIFY_COMMIT", "BRAID_VERIFY_TASKS", "LC_CTYPE"}
+    assert {"BRAID_RUN", "BRAID_VERIFY_COMMIT", "BRAID_VERIFY_TASKS"} <= names
