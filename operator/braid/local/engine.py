@@ -50,6 +50,7 @@ from braid.plan import (
 from braid.text import printable
 
 from .children import forget, spawn, stop_leftovers
+from .clean import RunState, inspect, remove_copies, runs_root, write_run_record
 from .lock import state_lock
 from .progress import Progress
 
@@ -93,6 +94,8 @@ class LocalOptions:
     """auto: bubblewrap when it works here, a loud warning when not; bwrap: required; none: unconfined."""
     shared: list[Path] = field(default_factory=list)
     """Directories every sandboxed agent may write (--share)."""
+    keep_workdirs: bool = False
+    """Keep the working copies of a run that succeeded (a run that did not keeps them anyway)."""
 
 
 # What an agent-run needs of braid's environment; nothing else (a token, a key) is passed on.
@@ -118,7 +121,7 @@ class LocalRun:
         self.nodes = nodes_of(self.run.spec.tasks)
         self.cache_root = (self.options.cache_dir or default_cache_root()).absolute()
         key = hashlib.sha256(self.url.encode()).hexdigest()[:10]
-        state_dir = self.options.state_dir or (self.cache_root.parent / "runs" / f"{self.run.name}-{key}")
+        state_dir = self.options.state_dir or (runs_root(self.cache_root) / f"{self.run.name}-{key}")
         # agents run elsewhere than the caller: every path they are given is absolute
         self.state_dir = state_dir.absolute()
         self.run = self.run.model_copy(deep=True)
@@ -135,6 +138,8 @@ class LocalRun:
         self.sandbox_problem: str | None = None
         # a key from the environment reaches each agent-run on its stdin, never in its environment
         self.env_api_key = None if self.options.api_key_file else (os.environ.get("ANTHROPIC_API_KEY") or None)
+        self.workdirs: RunState | None = None
+        """The working copies as the end of the run left them (None: not looked at, all kept)."""
 
     @property
     def status(self) -> ParallelRunStatus:
@@ -215,9 +220,12 @@ class LocalRun:
             if stopped:
                 log.warning("stopped agents left running by an earlier run: %s", ", ".join(stopped))
             (self.state_dir / "tasks").mkdir(parents=True, exist_ok=True)
+            write_run_record(self.state_dir, self.run.name, self.url, self.cache_root)
             self._resume()
             self._loop()
             self._save()
+            if self.status.phase == "Succeeded" and not self.options.keep_workdirs:
+                self._remove_workdirs()
             self._emit(Event("Warning" if self.status.phase in ("Failed", "Conflicted") else "Normal", "RunEnded",
                              self.status.message or self.status.phase or ""), phase=self.status.phase)
         return self.status
@@ -248,6 +256,14 @@ class LocalRun:
             progress.stop()
             signal.signal(signal.SIGINT, previous)
             signal.signal(signal.SIGTERM, previous_term)
+
+    def _remove_workdirs(self) -> None:
+        """The working copies of a run that succeeded go, as `braid clean` would remove them: only
+        those whose work is all on the remote (checked there); any other stays and is reported."""
+        state = RunState(path=self.state_dir, name=self.run.name, repository=self.url)
+        inspect(state, self.cache_root, self._auth_env())
+        remove_copies(state)
+        self.workdirs = state
 
     def _on_interrupt(self, signum: int, _frame: object) -> None:
         self.cancelled = True
