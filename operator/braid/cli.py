@@ -121,7 +121,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_clean(args: argparse.Namespace) -> int:
     from braid.gitops import default_cache_root, git_auth_env
-    from braid.local.clean import clean, describe, human_size, remove_run_leftovers, runs_root, state_dirs
+    from braid.local.clean import clean, describe, human_size, purges_of, remove_run_leftovers, runs_root, state_dirs
 
     cache_root = (_path(args.cache_dir) or default_cache_root()).absolute()
     purging: list[Path] = []
@@ -132,6 +132,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
         if not state_dir.is_dir():
             return _fail(f"--state-dir {state_dir}: no such directory")
         dirs, where = [state_dir], str(state_dir)
+        purging = purges_of(state_dir)
     else:
         root = runs_root(cache_root)
         dirs, purging = state_dirs(root)
@@ -143,8 +144,11 @@ def cmd_clean(args: argparse.Namespace) -> int:
         if unknown:
             return _fail(f"no local run named {', '.join(unknown)} under {where} (`braid clean` lists them)")
         dirs = [d for d, n in named.items() if d.name in args.runs or n in args.runs]
-    elif remove:
-        remove_run_leftovers(purging)
+    else:
+        for path in purging:
+            print(f"{'removed' if remove else 'would be removed (--yes)'}: {path} (left by an interrupted --purge)")
+        if remove:
+            remove_run_leftovers(purging)
     if not dirs:
         print(f"no local runs under {where}")
         return EXIT_OK
@@ -176,8 +180,10 @@ def _clean_report(state, remove: bool, purge: bool) -> tuple[list[str], list[str
         if remove:
             refusals.append(f"run {state.name}: {state.ended} ({state.path})")
         return lines, refusals
-    if state.problem and not state.copies:
+    if state.problem and not any(c.reason == state.problem for c in state.copies):
         lines.append(f"  {state.problem}")
+        if remove:
+            refusals.append(f"run {state.name}: {state.problem}")
     if not state.copies:
         lines.append("  no working copies")
     for copy in state.copies:
@@ -194,12 +200,13 @@ def _clean_report(state, remove: bool, purge: bool) -> tuple[list[str], list[str
     if purge:
         if state.purged:
             lines.append("  state dir removed (--purge)")
-        elif not remove:
-            lines.append("  state dir would be removed (--yes --purge)" if not state.kept() and not state.problem
-                         else "  state dir stays: a working copy is kept")
+        elif not remove and not state.kept() and not state.problem:
+            lines.append("  state dir would be removed (--yes --purge)")
         else:
-            refusals.append(f"run {state.name}: state dir {state.path} kept: "
-                            + ("a working copy is kept" if state.kept() else state.problem or "it is not removable"))
+            lines.append("  state dir kept (--purge): " + ("a working copy is kept" if state.kept() else
+                                                           state.problem or "it is a symbolic link"))
+            if remove and not refusals:
+                refusals.append(f"run {state.name}: state dir {state.path} kept: it is a symbolic link")
     return lines, refusals
 
 

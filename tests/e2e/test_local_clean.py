@@ -209,3 +209,32 @@ def test_clean_never_follows_a_symbolic_link_out_of_the_state_dir(ws: Workspace,
     assert copies(ws) == ["planted"]
     assert (outside / "precious.txt").read_text() == "mine\n"
     assert sorted(os.listdir(outside)) == ["precious.txt"]
+
+
+def test_a_clean_killed_while_it_removes_leaves_nothing_a_rerun_trips_over(ws: Workspace, origin: Path) -> None:
+    many = ["sh", "-c", "mkdir many && cd many && seq 6000 | xargs touch"]
+    flaky = ["sh", "-c", 'echo work >> work.txt; if [ "$(wc -l < work.txt)" -eq 1 ]; then exit 3; fi']
+    tasks = [{"name": "big", "prompt": "p", "agent": {"backend": "command", "command": many}},
+             {"name": "flaky", "prompt": "p", "agent": {"backend": "command", "command": flaky}}]
+    run_file = ws.write(manifest("killed", origin, tasks))
+    first = ws.run(run_file)
+    assert first.code == 1 and first.status["tasks"]["big"]["phase"] == "Succeeded", first.stderr
+    assert copies(ws) == ["big", "flaky"]
+
+    argv = [sys.executable, "-m", "braid", "clean", "--cache-dir", str(ws.cache), "--state-dir", str(ws.state), "-y"]
+    cleaning = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    trash = ws.state / "work" / ".trash"
+    # killed as soon as it has started removing (or whenever it got to by then)
+    wait_for("the removal to start", lambda: trash.exists() or cleaning.poll() is not None)
+    os.kill(cleaning.pid, signal.SIGKILL)
+    cleaning.wait(timeout=10)
+
+    again = ws.run(run_file)
+    assert again.code == 0, again.stderr
+    # the failed task ran again from its pushed branch, in a working copy made from the remote
+    assert show(origin, "braid/killed/merged", "work.txt") == "work\nwork\n"
+    assert show(origin, "braid/killed/merged", "many/6000") == ""
+    # and the run that succeeded removed every working copy, what the killed clean left included
+    assert copies(ws) == [] and not trash.exists()
+    listing = braid_clean(ws)
+    assert listing.returncode == 0 and "no working copies" in listing.stdout, listing.stdout + listing.stderr

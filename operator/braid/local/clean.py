@@ -155,6 +155,16 @@ def state_dirs(root: Path) -> tuple[list[Path], list[Path]]:
     return runs, purging
 
 
+def purges_of(state_dir: Path) -> list[Path]:
+    """What interrupted purges of `state_dir` left next to it."""
+    pattern = re.compile(rf"^\.{re.escape(state_dir.name)}\.removing-[0-9]+$")
+    try:
+        return sorted(p for p in state_dir.parent.iterdir()
+                      if pattern.match(p.name) and p.is_dir() and not p.is_symlink())
+    except OSError:
+        return []
+
+
 def describe(state_dir: Path) -> RunState:
     """What the files say about a run, without taking its lock or running git."""
     record = _read_json(state_dir / RUN_RECORD)
@@ -301,18 +311,25 @@ def remove_copies(state: RunState) -> None:
         return
     trash = work / TRASH
     for leftover in state.leftovers:
-        _rmtree(leftover)
+        try:
+            _rmtree(leftover)
+        except OSError as exc:
+            state.problem = state.problem or f"cannot delete {leftover} ({exc})"
     for copy in state.copies:
         if not copy.pushed:
             continue
-        if trash.is_symlink():
-            trash.unlink()  # not braid's; the link goes, what it points at stays
-        trash.mkdir(exist_ok=True)
-        target = trash / f"{copy.entry}-{time.time_ns()}"
-        # one rename: from here on the task has no working copy; a crash leaves only .trash
-        os.rename(work / copy.entry, target)
-        (work / f".{copy.entry}.pushed").unlink(missing_ok=True)
-        _rmtree(target)
+        try:
+            if trash.is_symlink():
+                trash.unlink()  # not braid's; the link goes, what it points at stays
+            trash.mkdir(exist_ok=True)
+            target = trash / f"{copy.entry}-{time.time_ns()}"
+            # one rename: from here on the task has no working copy; a crash leaves only .trash
+            os.rename(work / copy.entry, target)
+            (work / f".{copy.entry}.pushed").unlink(missing_ok=True)
+            _rmtree(target)
+        except OSError as exc:
+            copy.pushed, copy.reason = False, f"removing it failed ({exc})"
+            continue
         copy.removed = True
     if trash.is_dir() and not trash.is_symlink() and not any(trash.iterdir()):
         trash.rmdir()
@@ -337,7 +354,10 @@ def clean(state_dir: Path, cache_root: Path, auth: Mapping[str, str] | None, *, 
             if remove:
                 remove_copies(state)
             if remove and forget and not state.kept() and not state.problem and not state_dir.is_symlink():
-                purge(state)
+                try:
+                    purge(state)
+                except OSError as exc:
+                    state.problem = f"removing the state directory failed ({exc})"
     except RunLocked as exc:
         state.holder = f"`{exc.holder}` (pid {exc.pid})"
     return state
