@@ -51,8 +51,11 @@ requirements/build.txt: uv.lock
 	$(UV) export --quiet --frozen --only-group build --no-emit-project \
 	  --format requirements-txt --output-file $@
 
+# The CRDs are generated from the API models; the chart and manifests/install.yaml carry copies.
 crds: $(VENV)/.installed
 	$(BIN)/braid crds --out crds
+	hack/sync-chart-crds.sh
+	PATH="$(CURDIR)/$(BIN):$$PATH" hack/render-manifests.sh
 
 lint: $(VENV)/.installed
 	$(BIN)/lint-imports

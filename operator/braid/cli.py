@@ -63,6 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         api_key_file=_path(args.api_key_file),
         progress=False if args.no_progress else None,
         sandbox=args.sandbox,
+        limits=args.limits,
         shared=[Path(p).expanduser().absolute() for p in args.share or []],
         keep_workdirs=args.keep_workdirs,
     )
@@ -121,7 +122,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_clean(args: argparse.Namespace) -> int:
     from braid.gitops import default_cache_root, git_auth_env
-    from braid.local.clean import clean, describe, human_size, purges_of, remove_run_leftovers, runs_root, state_dirs
+    from braid.local.clean import clean, describe, human_size, purges_of, remove_run_leftovers, state_dirs
+    from braid.local.control import runs_root
 
     cache_root = (_path(args.cache_dir) or default_cache_root()).absolute()
     purging: list[Path] = []
@@ -210,6 +212,145 @@ def _clean_report(state, remove: bool, purge: bool) -> tuple[list[str], list[str
     return lines, refusals
 
 
+# -- braid status / logs / cancel (a run in progress, from another terminal) ----------------------------
+
+
+def _local_run(args: argparse.Namespace):
+    from braid.gitops import default_cache_root
+    from braid.local.control import resolve
+
+    cache_root = (_path(args.cache_dir) or default_cache_root()).absolute()
+    return resolve(args.run, _path(args.state_dir), cache_root)
+
+
+def _cluster(args: argparse.Namespace):
+    from braid.controller.inspect import Cluster
+
+    return Cluster(args.namespace)
+
+
+def _inspect_errors(args: argparse.Namespace) -> tuple[type[Exception], ...]:
+    """What status and logs report as an error (the kubernetes client is loaded only for --cluster)."""
+    from braid.local.control import NoSuchRun
+
+    if not args.cluster:
+        return (NoSuchRun,)
+    from braid.controller.inspect import ClusterError
+
+    return NoSuchRun, ClusterError
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from braid.local import render_summary
+
+    try:
+        if args.cluster:
+            run = _cluster(args).run(args.run)
+            status, where = run.status, f"namespace {run.metadata.namespace}"
+        else:
+            found = _local_run(args)
+            run, status = found.run, found.status
+            holder = found.holder
+            where = f"running (braid run pid {holder})" if holder is not None else "not running"
+            where += f"; state in {found.path}"
+    except _inspect_errors(args) as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    if run is None or status is None:
+        return _fail(f"run {args.run!r} has no status yet", EXIT_FAILED)
+    if args.output == "json":
+        print(json.dumps(status.wire(), indent=2))
+    else:
+        print(f"run {run.name}: {status.phase}, {where}")
+        print(printable(render_summary(run, status)))
+    return EXIT_OK
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    import codecs
+
+    from braid.local.control import follow
+
+    try:
+        if args.cluster:
+            chunks = _cluster(args).logs(args.run, args.task, follow=args.follow)
+        else:
+            found = _local_run(args)
+            if found.run is not None and args.task not in {t.name for t in found.run.spec.tasks}:
+                return _fail(f"run {args.run!r} has no task {args.task!r}", EXIT_FAILED)
+            chunks = follow(found, args.task, args.attempt, follow=args.follow)
+        shown = None
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        for attempt, chunk in chunks:
+            if attempt != shown:
+                if shown is not None:
+                    sys.stdout.write(decoder.decode(b"", final=True))
+                decoder.reset()
+                print(f"==> {args.task}, attempt {attempt} <==", flush=True)
+                shown = attempt
+            # what an agent wrote may hold escape sequences: shown, not obeyed
+            sys.stdout.write(printable(decoder.decode(chunk)))
+            sys.stdout.flush()
+        sys.stdout.write(decoder.decode(b"", final=True))
+    except _inspect_errors(args) as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    except KeyboardInterrupt:
+        return EXIT_OK
+    if shown is None:
+        print(f"task {args.task} has no log yet", file=sys.stderr)
+    return EXIT_OK
+
+
+def _cancel_on_cluster(args: argparse.Namespace) -> int:
+    import time
+
+    from braid.controller.inspect import ClusterError
+    from braid.plan import FINAL_RUN_PHASES
+
+    try:
+        cluster = _cluster(args)
+        cluster.cancel(args.run)
+        print(f"cancel requested: ParallelRun {cluster.namespace}/{args.run} stops its agents "
+              "(their work is pushed)", file=sys.stderr)
+        deadline = time.monotonic() + args.wait
+        while True:
+            status = cluster.run(args.run).status
+            phase = status.phase if status is not None else "Pending"
+            if phase in FINAL_RUN_PHASES:
+                break
+            if time.monotonic() > deadline:
+                return _fail(f"run {args.run!r} is {phase} after {args.wait:g}s; it goes on stopping", EXIT_FAILED)
+            time.sleep(1.0)
+    except ClusterError as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    print(f"run {args.run}: {phase}")
+    return EXIT_OK
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    import time
+
+    from braid.local.control import NoSuchRun, request_cancel
+
+    if args.cluster:
+        return _cancel_on_cluster(args)
+    try:
+        found = _local_run(args)
+    except NoSuchRun as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    if found.holder is None:
+        return _fail(f"run {args.run!r} is not running ({found.path})", EXIT_FAILED)
+    request_cancel(found)
+    print(f"cancel requested: run {args.run} stops its agents (their work is pushed)", file=sys.stderr)
+    deadline = time.monotonic() + args.wait
+    while found.holder is not None:
+        if time.monotonic() > deadline:
+            return _fail(f"run {args.run!r} still running after {args.wait:g}s; it goes on stopping", EXIT_FAILED)
+        time.sleep(0.2)
+    status = found.status
+    print(f"run {args.run}: {status.phase if status else 'unknown'}")
+    return EXIT_OK
+
+
 # -- braid agent-run / merge (the pod entrypoints) -------------------------------------------------
 
 
@@ -233,6 +374,7 @@ def _read_input(model: type, file: str | None, env_var: str, what: str):
 
 def cmd_agent_run(args: argparse.Namespace) -> int:
     from braid.api import AgentTaskSpec, InvalidSpec
+    from braid.confine import Placement
     from braid.runner import RunnerPaths, install_cancel_handlers, run_task
 
     _setup_logging(args.verbose)
@@ -252,6 +394,7 @@ def cmd_agent_run(args: argparse.Namespace) -> int:
         sandbox=args.sandbox == "bwrap",
         hidden=[Path(p).absolute() for p in args.hide or []],
         shared=[Path(p).absolute() for p in args.share or []],
+        placement=Placement(tuple(Path(p) for p in args.agent_cgroup or []), args.agent_rlimit_as),
     )
     if args.phase == "all":
         result = run_task(spec, paths, cancel)
@@ -369,6 +512,9 @@ def parser() -> argparse.ArgumentParser:
                    help="a directory every sandboxed agent may read and write, e.g. a package cache (repeatable)")
     r.add_argument("--keep-workdirs", action="store_true",
                    help="keep the working copies of a run that succeeds (one that does not keeps them anyway)")
+    r.add_argument("--limits", choices=("auto", "cgroup", "rlimit"), default="auto",
+                   help="hold agents to their resources.limits: auto (a cgroup per attempt where cgroups work, "
+                        "else RLIMIT_AS for memory, loudly), cgroup (required), rlimit (never cgroups)")
     r.set_defaults(func=cmd_run)
 
     k = sub.add_parser("clean", help="list local runs and their working copies; --yes removes those whose work is pushed",
@@ -384,6 +530,30 @@ def parser() -> argparse.ArgumentParser:
                         "kept (braid forgets what it pushed: the same file then fails on its existing branches)")
     _state_options(k)
     k.set_defaults(func=cmd_clean)
+
+    def where(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("run", metavar="RUN", help="the run's name (metadata.name)")
+        sp.add_argument("--state-dir", metavar="DIR", help="the state directory `braid run --state-dir` was given")
+        sp.add_argument("--cache-dir", metavar="DIR", help="the cache dir `braid run --cache-dir` was given")
+        sp.add_argument("--cluster", action="store_true", help="a ParallelRun on the cluster of the kubeconfig")
+        sp.add_argument("-n", "--namespace", help="(--cluster) default: the kubeconfig context's")
+
+    st = sub.add_parser("status", help="the status of a run, running or ended")
+    where(st)
+    st.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    st.set_defaults(func=cmd_status)
+
+    lg = sub.add_parser("logs", help="the log of a task's latest attempt")
+    where(lg)
+    lg.add_argument("task", metavar="TASK")
+    lg.add_argument("-f", "--follow", action="store_true", help="follow it, and each next attempt, until the task ends")
+    lg.add_argument("--attempt", type=int, metavar="N", help="(local) attempt N instead of the latest")
+    lg.set_defaults(func=cmd_logs)
+
+    cn = sub.add_parser("cancel", help="stop a run in progress: agents stop, their work is pushed, it ends Cancelled")
+    where(cn)
+    cn.add_argument("--wait", type=float, default=120.0, metavar="SECONDS", help="how long to wait for it to end")
+    cn.set_defaults(func=cmd_cancel)
 
     v = sub.add_parser("validate", help="check a ParallelRun file without running it")
     v.add_argument("file")
@@ -401,6 +571,10 @@ def parser() -> argparse.ArgumentParser:
                    help="run the agent's processes in a bubblewrap sandbox (local mode)")
     a.add_argument("--hide", action="append", metavar="PATH", help="a path the sandbox hides (repeatable)")
     a.add_argument("--share", action="append", metavar="DIR", help="a directory the sandbox lets the agent write")
+    a.add_argument("--agent-cgroup", action="append", metavar="DIR",
+                   help="(local) a cgroup the agent's processes join before they run (repeatable: one per hierarchy)")
+    a.add_argument("--agent-rlimit-as", type=int, metavar="BYTES",
+                   help="(local) RLIMIT_AS of each of the agent's processes, where no cgroup holds its memory")
     a.add_argument("--phase", choices=("all", "prepare", "agent", "publish"), default="all",
                    help="the whole task (default), or one of the three containers of an agent pod")
     a.add_argument("--state", default="/braid", help="(pod) braid's own state between prepare and publish")

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from braid.api import ConflictFile, MergeStatus
 from kube_cluster import Cluster, wait_for
@@ -115,6 +119,44 @@ def test_six_task_dag_runs_in_dependency_order_two_at_a_time_then_merges(
     assert columns["FAILED"] == "0"
     assert float(columns["COST"]) == pytest.approx(3.0)
     assert columns["CONFLICTS"] == "2"
+
+
+def test_priority_decides_which_ready_task_takes_the_one_slot(kit: Kit, braid_operator: Operator) -> None:
+    # the same file locally starts hotfix, lib, app, docs, chore (tests/e2e/test_local_run.py)
+    tasks = [{**task(name, *deps), "priority": prio} for name, prio, deps in
+             (("chore", -5, ()), ("docs", 0, ()), ("hotfix", 10, ()), ("lib", 0, ()), ("app", 0, ("lib",)))]
+    kit.create_run("prio", tasks, maxParallel=1, scheduling={"strategy": "priority"})
+    started: list[str] = []
+    for _ in tasks:
+        live = wait_for(lambda: (p := kit.live_agent_pods()) and len(p) == 1 and p, timeout=60,
+                        what=f"one agent pod after {started}")
+        (pod,) = live.values()
+        name = pod.metadata.labels["braid.dev/task"]
+        started.append(name)
+        kit.finish(pod.metadata.name, "prio", name, cost=0.1)
+        wait_for(lambda name=name: kit.task_phase(f"prio-{name}") == "Succeeded", timeout=60,
+                 what=f"{name} to succeed")
+    assert started == ["hotfix", "lib", "app", "docs", "chore"]
+
+
+def test_braid_cancel_stops_the_agent_and_the_run_ends_cancelled(kit: Kit, braid_operator: Operator,
+                                                                 cluster: Cluster) -> None:
+    kit.create_run("stop", [task("a"), task("b"), task("c", "a")], maxParallel=1)
+    wait_for(lambda: len(kit.live_agent_pods()) == 1, timeout=60, what="the first agent pod")
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    proc = subprocess.run([sys.executable, "-m", "braid", "cancel", "stop", "--cluster", "-n", kit.namespace,
+                           "--wait", "90"], capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "run stop: Cancelled"
+    status = kit.status("stop")
+    assert {n: t["phase"] for n, t in status["tasks"].items()} == {"a": "Cancelled", "b": "Cancelled",
+                                                                  "c": "Cancelled"}
+    assert not kit.live_agent_pods() and not kit.jobs()
+    # a cancelled run stays cancelled
+    with pytest.raises(ApiException) as refused:
+        kit.custom.patch_namespaced_custom_object("braid.dev", "v1alpha1", kit.namespace, "parallelruns", "stop",
+                                                  {"spec": {"cancel": False}})
+    assert refused.value.status == 422 and "cannot be resumed" in refused.value.body
 
 
 @pytest.mark.parametrize(

@@ -240,3 +240,23 @@ def test_a_run_on_a_real_node_merges_its_work_into_the_integration_branch(
     columns = dict(zip(header, row, strict=False))
     assert (columns["NAME"], columns["PHASE"], columns["PROGRESS"]) == (RUN, "Conflicted", "5/5"), table
     assert (columns["RUNNING"], columns["FAILED"], columns["CONFLICTS"]) == ("0", "0", "1"), table
+
+    # braid status and braid logs through the kubeconfig, as a user at their desk
+    user_env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+
+    def braid(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "braid", *args, "--cluster", "-n", kit.namespace],
+                              capture_output=True, text=True, env=user_env, timeout=60, check=False)
+
+    shown = braid("status", RUN, "-o", "json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["phase"] == "Conflicted"
+    table = braid("status", RUN)
+    assert table.returncode == 0 and f"run {RUN}: Conflicted, namespace {kit.namespace}" in table.stdout, table
+    assert any(line.split()[:2] == ["schema", "Succeeded"] for line in table.stdout.splitlines()), table.stdout
+    logs = braid("logs", RUN, "schema", "-f")
+    assert logs.returncode == 0, logs.stderr
+    assert logs.stdout.startswith("==> schema, attempt 1 <==\n"), logs.stdout
+    assert "agent finished: ok" in logs.stdout, logs.stdout
+    missing = braid("status", "nope")
+    assert missing.returncode == 1 and f"parallelruns {kit.namespace}/nope not found" in missing.stderr

@@ -272,3 +272,24 @@ def test_events_are_json_lines_of_the_documented_schema(ws: Workspace, origin: P
     assert lines[-1].reason == "RunEnded" and lines[-1].phase == result.status["phase"] == "Failed"
     assert all("\x1b" not in e.message for e in lines)
     assert seen.index(("TaskStarted", "a")) < seen.index(("Succeeded", "a")) < len(seen) - 1
+
+
+# lib -> app is the longest chain; hotfix has the highest priority
+PRIORITIZED = (("chore", -5, []), ("docs", 0, []), ("hotfix", 10, []), ("lib", 0, []), ("app", 0, ["lib"]))
+
+
+@pytest.mark.parametrize(("strategy", "order"), [
+    ("criticalPath", ["lib", "hotfix", "app", "docs", "chore"]),
+    ("priority", ["hotfix", "lib", "app", "docs", "chore"]),
+    ("fifo", ["chore", "docs", "hotfix", "lib", "app"]),
+])
+def test_the_scheduling_strategy_decides_the_start_order(ws: Workspace, origin: Path, strategy: str,
+                                                         order: list[str]) -> None:
+    tasks = [{**script_task(name, [write(f"{name}.txt", "x\n")], deps), "priority": prio}
+             for name, prio, deps in PRIORITIZED]
+    events = ws.root / f"{strategy}.jsonl"
+    data = manifest(f"order-{strategy.lower()}", origin, tasks, maxParallel=1, scheduling={"strategy": strategy})
+    result = ws.run(ws.write(data), "--events", str(events))
+    assert result.code == 0, result.stderr
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [e["task"] for e in lines if e["reason"] == "TaskStarted"] == order

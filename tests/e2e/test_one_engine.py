@@ -3,8 +3,8 @@
 A real `braid run --local` runs a DAG with a failure, a retry, a skip and a conflict on real
 git repositories. Its attempts' results then drive the operator's decisions (decide_run and
 decide_task, as the reconcilers call them) attempt for attempt, as if each had been a pod;
-its merge report is the merge Job's. Both end in the same ParallelRun status, timestamps and
-pod names aside.
+its merge report is the merge Job's. Both end in the same ParallelRun status, timestamps,
+pod names and the resource usage only a local run measures aside.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from localrun import Workspace, make_origin, manifest, script_task
 
-VOLATILE = {"startedAt", "finishedAt", "lastTransitionTime", "pod"}
+# resourceUsage: what a local run measured of its agents' processes; the cluster leaves it to `kubectl top`
+VOLATILE = {"startedAt", "finishedAt", "lastTransitionTime", "pod", "resourceUsage"}
 
 
 def write(path: str, content: str) -> dict:

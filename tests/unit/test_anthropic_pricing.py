@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from braid.agents.anthropic.pricing import BUILTIN_PRICES, Price, price_for, turn_usage
+from braid.agents.pricing import BUILTIN_PRICES, Price, price_for, turn_usage
 from braid.api import AgentSpec, Pricing
 from braid.api.parallelrun import DEFAULT_MODEL
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from braid.api import Budget, Usage
-from braid.plan import Spend, exhausted, spent, task_share
+from braid.plan import Spend, exhausted, share_spent, spent, task_share
 
 
 def test_spent_sums_cost_and_input_plus_output_tokens():
@@ -95,3 +95,23 @@ def test_a_frugal_task_leaves_its_savings_to_later_tasks():
     # the first task ended having spent only 1 of its 5
     second = task_share(budget, Spend(cost_usd=1), Spend(), unstarted=1)
     assert second.max_cost_usd == pytest.approx(9)
+
+
+@pytest.mark.parametrize(
+    "usage, share, spent_word",
+    [
+        (Usage(cost_usd=0.5), None, None),
+        (Usage(cost_usd=0.49), Budget(max_cost_usd=0.5), None),
+        (Usage(cost_usd=0.5), Budget(max_cost_usd=0.5), "spent $0.5000"),
+        (Usage(input_tokens=600, output_tokens=399, cache_read_tokens=10**6), Budget(max_tokens=1000), None),
+        (Usage(input_tokens=600, output_tokens=400), Budget(max_tokens=1000), "used 1000 tokens"),
+        (Usage(input_tokens=2000, cost_usd=0.01), Budget(max_cost_usd=1, max_tokens=1000), "used 2000 tokens"),
+    ],
+)
+def test_share_spent_is_the_one_rule_every_backend_stops_on(usage, share, spent_word):
+    """Cost or input+output tokens reaching the share; cache tokens count only through the cost."""
+    why = share_spent(usage, share)
+    if spent_word is None:
+        assert why is None
+    else:
+        assert why is not None and why.startswith(spent_word) and "budget share" in why

@@ -200,6 +200,28 @@ def test_each_attempt_carries_the_commit_braid_last_pushed_to_the_task_branch(ru
     assert task.spec.last_pushed is None
 
 
+def test_each_attempt_carries_the_saved_conversation_and_what_was_spent(run: ParallelRun) -> None:
+    """The cluster's next attempt continues the conversation attempt 1 pushed, and counts what it spent."""
+    report = TaskResult(run="r", task="a", phase="Failed", branch="braid/r/tasks/a", commit="c" * 40,
+                        transcript="d" * 40, reason="AgentFailed",
+                        usage=Usage(input_tokens=100, output_tokens=50, cost_usd=0.5)).compact_json()
+    failed = pod(1, phase="Failed", exit_code=1, message=report)
+    task = child(run, "a", suspend=False, status=running())
+    plan = decide_task(task, [failed], NOW, POLICY)
+    assert plan.status.transcript == "d" * 40
+    later = decide_task(apply(task, plan.status), [failed], NOW + timedelta(seconds=30), POLICY)
+    pod_spec = pod_spec_of(task, later)
+    assert pod_spec["lastTranscript"] == "d" * 40
+    assert pod_spec["spent"]["costUSD"] == pytest.approx(0.5) and pod_spec["spent"]["inputTokens"] == 100
+
+    # attempt 2's pod is lost without a report: attempt 3 continues what attempt 1 pushed
+    lost = pod(2, phase="Failed", exit_code=137, container_reason="Error")
+    plan2 = decide_task(apply(task, later.status), [failed, lost], NOW + timedelta(seconds=40), POLICY)
+    third = decide_task(apply(task, plan2.status), [failed, lost], NOW + timedelta(seconds=200), POLICY)
+    assert third.create_attempt == 3
+    assert pod_spec_of(task, third)["lastTranscript"] == "d" * 40
+
+
 def test_an_attempt_without_a_report_leaves_the_record_as_it_was(run: ParallelRun) -> None:
     task = child(run, "a", suspend=False, status=running(2, commit="e" * 40))
     crashed = pod(2, phase="Failed", exit_code=139, container_reason="Error")
@@ -527,7 +549,7 @@ def test_an_edited_task_that_has_not_started_follows_the_spec(settings: Settings
     run = make_run([t("a"), t("b", "a")], maxParallel=1)
     old = child(run, "b", prompt="an older prompt")
     plan = decide_run(observe(run, {"a": child(run, "a", suspend=False), "b": old}), settings, NOW)
-    assert plan.respec == {"r-b": {**{k: v for k, v in old.spec.wire().items() if k not in ("suspend",)},
+    assert plan.respec == {"r-b": {**{k: v for k, v in old.spec.wire().items() if k not in ("suspend", "cancel")},
                                    "prompt": "do b"}}
 
 
@@ -568,3 +590,40 @@ def test_the_work_queue_coalesces_and_requeues_what_changed_while_processing() -
         assert await asyncio.wait_for(queue.get(), 1) == key
 
     asyncio.run(scenario())
+
+
+def test_a_cancelled_run_stops_the_pod_then_ends_the_task_cancelled_with_its_pushed_commit(run: ParallelRun) -> None:
+    task = child(run, "a", suspend=False, cancel=True, status=running())
+    plan = decide_task(task, [pod(1, phase="Running")], NOW, POLICY)
+    assert plan.delete_pods == ["r-a-1"] and plan.create_attempt is None
+    assert plan.status.phase == "Running" and "cancelled" in plan.status.message
+    assert [e.reason for e in plan.events] == ["Cancelling"]
+
+    stopped = pod(1, phase="Failed", exit_code=143, message=result("Cancelled", cost=0.25), deleting=True)
+    later = decide_task(apply(task, plan.status), [stopped], NOW, POLICY)
+    assert (later.status.phase, later.status.reason) == ("Cancelled", "Cancelled")
+    assert later.status.commit == "c" * 40  # what the stopped agent wrote, pushed: braid's record of the branch
+    assert later.status.usage.cost_usd == 0.25
+    assert later.create_attempt is None and later.status.finished_at == iso(NOW)
+
+
+def test_a_cancelled_task_that_had_not_started_ends_cancelled_and_one_that_succeeded_stays(run: ParallelRun) -> None:
+    waiting = decide_task(child(run, "a", cancel=True), [], NOW, POLICY)
+    assert (waiting.status.phase, waiting.status.reason) == ("Cancelled", "Cancelled")
+    assert waiting.create_attempt is None
+    done = pod(1, phase="Succeeded", exit_code=0, message=result())
+    finished = decide_task(child(run, "a", suspend=False, cancel=True, status=running()), [done], NOW, POLICY)
+    assert finished.status.phase == "Succeeded" and not finished.delete_pods
+
+
+def test_spec_cancel_stops_every_task_not_ended_and_the_run_ends_cancelled(settings: Settings) -> None:
+    run = make_run([t("a"), t("b"), t("c", "b")], maxParallel=1, cancel=True)
+    children = {"a": done(run, "a"), "b": child(run, "b", suspend=False, status=running()), "c": child(run, "c")}
+    plan = decide_run(observe(run, children), settings, NOW)
+    assert plan.cancel == ["r-b", "r-c"] and not plan.admit and not plan.create
+    assert plan.status.phase == "Running"
+
+    ended = {**children, "b": done(run, "b", "Cancelled"), "c": done(run, "c", "Cancelled")}
+    final = decide_run(observe(run, ended), settings, NOW)
+    assert (final.status.phase, final.status.reason) == ("Cancelled", "Cancelled") and final.finished
+    assert not final.cancel

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -108,11 +109,19 @@ def test_schema_is_structural(plural):
             assert "type" not in node, path
 
 
-def test_quantities_are_int_or_string():
+def test_quantities_are_int_or_string_with_the_api_servers_pattern():
+    from braid.api.quantity import QUANTITY_PATTERN
+
     spec = schema_of(parallelrun_crd())["properties"]["spec"]["properties"]
-    requests = spec["resources"]["properties"]["requests"]
-    assert requests["type"] == "object"
-    assert requests["additionalProperties"] == {"x-kubernetes-int-or-string": True}
+    task = spec["tasks"]["items"]["properties"]
+    for resources in (spec["resources"], task["resources"]):
+        for kind in ("requests", "limits"):
+            node = resources["properties"][kind]
+            assert node["type"] == "object"
+            assert node["additionalProperties"] == {"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN}
+    pattern = re.compile(QUANTITY_PATTERN)
+    assert all(pattern.match(q) for q in ("500m", "2", "0.5", "20Mi", "1Gi", "512M", "1e3", ".5"))
+    assert not any(pattern.match(q) for q in ("-1", "20MB", "1.5 Gi", "lots", ""))
 
 
 @pytest.mark.parametrize("plural, kind, short", [("parallelruns", "ParallelRun", "prun"),

@@ -16,6 +16,7 @@ from braid.plan import (
     upstream,
     validate,
 )
+from braid.plan.schedule import Ranked, inherited_priority, ranks
 
 
 def graph(**deps: str) -> list[Node]:
@@ -153,9 +154,52 @@ def test_ready_tasks_are_ordered_by_critical_path_then_name():
     assert decide(nodes, {}, 5).start == ["c", "a", "b"]
 
 
-def test_explicit_priority_overrides_the_critical_path():
+def test_an_explicit_rank_overrides_the_critical_path():
     nodes = graph(a="", b="", c="")
-    assert decide(nodes, {}, 2, priority={"a": 1, "b": 1, "c": 9}).start == ["c", "a"]
+    assert decide(nodes, {}, 2, rank={"a": (1,), "b": (1,), "c": (0,)}).start == ["c", "a"]
+
+
+def ranked(**tasks: tuple[str, int]) -> list[Ranked]:
+    """name=(dependencies, priority)."""
+    return [Ranked(name, tuple(deps.split()), prio) for name, (deps, prio) in tasks.items()]
+
+
+def start_order(tasks: list[Ranked], strategy: str) -> list[str]:
+    rank = ranks(tasks, strategy)
+    return decide([Node(t.name, t.depends_on) for t in tasks], {}, len(tasks), rank=rank).start
+
+
+def test_critical_path_breaks_ties_by_priority():
+    tasks = ranked(a=("", 0), b=("", 5), c=("", 0), d=("c", 0))
+    assert start_order(tasks, "criticalPath") == ["c", "b", "a"]
+
+
+def test_priority_starts_the_highest_priority_first_and_the_chain_breaks_ties():
+    tasks = ranked(a=("", 1), b=("", 9), c=("", 1), d=("c", 1))
+    assert start_order(tasks, "priority") == ["b", "c", "a"]
+
+
+def test_a_task_inherits_the_priority_of_the_tasks_waiting_on_it():
+    # urgent cannot start before base; base is as urgent as urgent is
+    tasks = ranked(other=("", 5), base=("", 0), urgent=("base", 10), leaf=("", -3))
+    assert inherited_priority(tasks) == {"other": 5, "base": 10, "urgent": 10, "leaf": -3}
+    assert start_order(tasks, "priority") == ["base", "other", "leaf"]
+
+
+def test_fifo_keeps_the_order_of_spec_tasks():
+    tasks = ranked(z=("", 0), m=("", 9), a=("", 0), b=("a", 0))
+    assert start_order(tasks, "fifo") == ["z", "m", "a"]
+
+
+def test_cost_first_starts_the_cheapest_estimate_then_the_shortest_prompt():
+    tasks = [Ranked("dear", (), 0, 2.0, 10), Ranked("cheap", (), 0, 0.1, 900), Ranked("short", (), 0, None, 5),
+             Ranked("long", (), 0, None, 500)]
+    assert start_order(tasks, "costFirst") == ["cheap", "dear", "short", "long"]
+
+
+def test_an_unknown_strategy_is_named():
+    with pytest.raises(ValueError, match="'fastest'"):
+        ranks(ranked(a=("", 0)), "fastest")
 
 
 def test_downstream_of_a_failed_task_is_skipped_transitively():

@@ -61,6 +61,7 @@ class Case:
     spec: dict[str, Any] = field(default_factory=dict)
     merge: MergeStatus | None = None
     cancelled: bool = False
+    tasks_spec: list[dict[str, Any]] | None = None
     # what both launchers must do
     start: list[str] = field(default_factory=list)
     skip: dict[str, str] = field(default_factory=dict)
@@ -73,7 +74,16 @@ class Case:
 CONFLICTED = MergeStatus(phase="Conflicted", branch="braid/r/merged", merged=["a", "b", "c", "d"],
                          not_merged=["e"], conflicts=[Conflict(task="e", collides_with=["d"],
                                                                files=[ConflictFile(path="x", kind="content")])])
+PRIORITIES = [{**t, "priority": p} for t, p in zip(TASKS, (0, 0, 0, 3, 7), strict=True)]
 CASES = [
+    Case("strategy priority starts the highest priority first",
+         {t["name"]: pending() for t in TASKS}, {"maxParallel": 2, "scheduling": {"strategy": "priority"}},
+         start=["e", "d"], tasks_spec=PRIORITIES),
+    Case("strategy criticalPath (the default) weighs priority only between equal chains",
+         {t["name"]: pending() for t in TASKS}, {"maxParallel": 2}, start=["a", "e"], tasks_spec=PRIORITIES),
+    Case("strategy fifo starts in the order of spec.tasks",
+         {t["name"]: pending() for t in TASKS}, {"maxParallel": 2, "scheduling": {"strategy": "fifo"}},
+         start=["e", "d"], tasks_spec=list(reversed(TASKS))),
     Case("first look starts the longest chain first, up to maxParallel",
          {t["name"]: pending() for t in TASKS}, {"maxParallel": 2}, start=["a", "d"]),
     Case("a task starts when its own dependency succeeded, not a batch later",
@@ -113,7 +123,7 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_step(case: Case) -> None:
-    decided = step(make_run(**case.spec), case.tasks, case.merge, NOW, cancelled=case.cancelled)
+    decided = step(make_run(case.tasks_spec, **case.spec), case.tasks, case.merge, NOW, cancelled=case.cancelled)
     assert [s.task for s in decided.start] == case.start
     assert {n: s.reason for n, s in decided.skip.items()} == case.skip
     assert (decided.merge and [t.name for t in decided.merge.tasks]) == case.merge_tasks

@@ -1,7 +1,15 @@
 """Pydantic models of the braid.dev/v1alpha1 API: the one source of the CRD schemas."""
 
 from .agenttask import AgentTask, AgentTaskSpec, AgentTaskStatus, SkipRequest
-from .common import API_VERSION, GROUP, VERSION, default_integration_branch, ref_name_problem, task_branch
+from .common import (
+    API_VERSION,
+    GROUP,
+    VERSION,
+    default_integration_branch,
+    ref_name_problem,
+    task_branch,
+    transcript_ref,
+)
 from .errors import InvalidSpec, format_validation_error
 from .load import load_parallelrun
 from .merge import MergeRequest, MergeTask
@@ -13,6 +21,7 @@ from .parallelrun import (
     ParallelRunSpec,
     Pricing,
     RepoSpec,
+    ResourceRequirements,
     RetryPolicy,
     ScriptSpec,
     ScriptStep,
@@ -26,15 +35,19 @@ from .status import (
     Counts,
     MergeStatus,
     ParallelRunStatus,
+    ResourceUsage,
     TaskStatus,
     Usage,
 )
+from .transcript import MAX_TRANSCRIPT_BYTES, TRANSCRIPT_FILE, Ended, InvalidTranscript, Transcript, parse_transcript
 
 __all__ = [
     "API_VERSION", "AgentSpec", "AgentTask", "AgentTaskSpec", "AgentTaskStatus", "Budget", "Conflict",
     "ConflictFile", "Counts", "ENDED_TASK_PHASES", "GROUP", "InvalidSpec", "MergeRequest", "MergeSpec",
     "MergeStatus", "MergeTask", "ParallelRun", "ParallelRunSpec", "ParallelRunStatus", "Pricing", "RepoSpec",
-    "RetryPolicy", "ScriptSpec", "ScriptStep", "SkipRequest", "TERMINATION_MESSAGE_LIMIT", "TaskResult",
+    "ResourceRequirements", "ResourceUsage", "RetryPolicy", "ScriptSpec", "ScriptStep",
+    "SkipRequest", "TERMINATION_MESSAGE_LIMIT", "TaskResult",
     "TaskSpec", "TaskStatus", "Usage", "VERSION", "default_integration_branch", "format_validation_error",
-    "load_parallelrun", "ref_name_problem", "task_branch",
+    "load_parallelrun", "ref_name_problem", "task_branch", "transcript_ref",
+    "MAX_TRANSCRIPT_BYTES", "TRANSCRIPT_FILE", "Ended", "InvalidTranscript", "Transcript", "parse_transcript",
 ]

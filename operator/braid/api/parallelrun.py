@@ -20,11 +20,12 @@ from .common import (
     task_branch,
     url_problem,
 )
+from .quantity import Quantity, parse_quantity
 from .status import ParallelRunStatus
 
 Backend = Literal["anthropic", "command", "script"]
+Strategy = Literal["criticalPath", "priority", "fifo", "costFirst"]
 TaskName = Annotated[str, Field(min_length=1, max_length=TASK_NAME_MAX, pattern=NAME_PATTERN)]
-Quantity = int | str
 
 DEFAULT_MODEL = "claude-sonnet-4-6"
 
@@ -153,8 +154,40 @@ class AgentSpec(Model):
 
 
 class ResourceRequirements(Model):
+    """Requests and limits of the agent, in Kubernetes quantities (`cpu: 500m`, `memory: 20Mi`).
+
+    On the cluster they are the agent container's; locally `limits.memory` and `limits.cpu`
+    (and `requests.cpu` as a relative weight) are applied to the agent's processes.
+    """
+
     requests: dict[str, Quantity] | None = None
     limits: dict[str, Quantity] | None = None
+
+    def overlaid(self, override: ResourceRequirements | None) -> ResourceRequirements:
+        """These with every request and limit `override` names replaced by its value."""
+        if override is None:
+            return self.model_copy(deep=True)
+        requests = {**(self.requests or {}), **(override.requests or {})}
+        limits = {**(self.limits or {}), **(override.limits or {})}
+        # both sides are checked already; their union is checked where it is used (ParallelRun)
+        return ResourceRequirements.model_construct(requests=requests or None, limits=limits or None)
+
+    def request_over_limit(self) -> str | None:
+        """Why these cannot be a container's resources (a request above its limit), or None."""
+        for name, request in (self.requests or {}).items():
+            limit = (self.limits or {}).get(name)
+            if limit is None:
+                continue
+            req, lim = parse_quantity(request), parse_quantity(limit)
+            if req is not None and lim is not None and req > lim:
+                return f"requests.{name} ({request}) is more than limits.{name} ({limit})"
+        return None
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> ResourceRequirements:
+        if problem := self.request_over_limit():
+            raise ValueError(problem)
+        return self
 
 
 class Budget(Model):
@@ -170,6 +203,16 @@ class RetryPolicy(Model):
 class MergeSpec(Model):
     on_conflict: Literal["continue", "stop"] = Field(
         "continue", description="continue: skip a conflicting task and go on; stop: stop at the first conflict."
+    )
+
+
+class SchedulingSpec(Model):
+    strategy: Strategy = Field(
+        "criticalPath",
+        description="Which ready task takes a free slot first. criticalPath: the longest chain of tasks still "
+        "to come; priority: the highest tasks[].priority (a task inherits the priority of the tasks waiting on "
+        "it); fifo: the order of spec.tasks; costFirst: the lowest tasks[].estimatedCostUSD, else the shortest "
+        "prompt. Ties go by priority, then name.",
     )
 
 
@@ -192,6 +235,15 @@ class TaskSpec(Model):
         default_factory=list, max_length=64, description="Where in the repository the task is expected to work."
     )
     agent: AgentSpec | None = None
+    priority: int = Field(
+        0, ge=-1000, le=1000, description="Higher starts first under strategy priority and breaks ties under the others."
+    )
+    estimated_cost_usd: float | None = Field(
+        None, alias="estimatedCostUSD", ge=0, le=1e6, description="What the task is expected to cost (strategy costFirst)."
+    )
+    resources: ResourceRequirements | None = Field(
+        None, description="This task's requests and limits; each one it names replaces that of spec.resources."
+    )
 
     @model_validator(mode="after")
     def _not_self_dependent(self) -> TaskSpec:
@@ -215,7 +267,15 @@ class ParallelRunSpec(Model):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     task_timeout_seconds: int = Field(3600, ge=1, le=7 * 24 * 3600)
     merge: MergeSpec = Field(default_factory=MergeSpec)
+    scheduling: SchedulingSpec = Field(default_factory=SchedulingSpec)
     suspend: bool = Field(False, description="Stop running tasks and start none; set back to false to resume.")
+    cancel: bool = Field(
+        False,
+        description="Stop every agent (what each wrote is pushed), start and merge nothing: the run ends Cancelled. "
+        "Cannot be undone.",
+        json_schema_extra={"x-kubernetes-validations": [
+            {"rule": "self || !oldSelf", "message": "a cancelled run cannot be resumed; create a new one"}]},
+    )
     tasks: list[TaskSpec] = Field(
         min_length=1,
         max_length=200,
@@ -251,6 +311,12 @@ class ParallelRunSpec(Model):
 
     def agent_for(self, task: TaskSpec) -> AgentSpec:
         return self.agent.overlaid(task.agent)
+
+    def resources_for(self, task: TaskSpec) -> ResourceRequirements | None:
+        """The task's effective resources: spec.resources with each request and limit the task names replaced."""
+        if self.resources is None and task.resources is None:
+            return None
+        return (self.resources or ResourceRequirements()).overlaid(task.resources)
 
 
 class ObjectMeta(Model):
@@ -296,6 +362,15 @@ class ParallelRun(Model):
             if agent.effective_backend == "command" and not agent.command:
                 raise ValueError(f"spec.tasks[{i}].agent.command: task {task.name!r} uses backend command "
                                  "but gives no command (the agent CLI's argv, here or in spec.agent)")
+        return self
+
+    @model_validator(mode="after")
+    def _effective_resources_valid(self) -> ParallelRun:
+        for i, task in enumerate(self.spec.tasks):
+            resources = self.spec.resources_for(task)
+            problem = resources.request_over_limit() if resources is not None and task.resources else None
+            if problem:
+                raise ValueError(f"spec.tasks[{i}].resources: {problem} once spec.resources is applied")
         return self
 
     @model_validator(mode="after")

@@ -22,19 +22,44 @@ class Usage(Model):
     cache_write_tokens: int = 0
     cache_read_tokens: int = 0
     cost_usd: float = Field(0.0, alias="costUSD")
+    unpriced_tokens: int | None = Field(
+        None, ge=0, description="Tokens braid knows no price for (an unknown model, or an agent that reported tokens but no "
+        "cost): costUSD leaves them out, so it is a lower bound. Absent when every token is priced."
+    )
 
     def __add__(self, other: Usage) -> Usage:
+        unpriced = None
+        if self.unpriced_tokens is not None or other.unpriced_tokens is not None:
+            unpriced = (self.unpriced_tokens or 0) + (other.unpriced_tokens or 0)
         return Usage(
             input_tokens=self.input_tokens + other.input_tokens,
             output_tokens=self.output_tokens + other.output_tokens,
             cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
             cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
             cost_usd=round(self.cost_usd + other.cost_usd, 6),
+            unpriced_tokens=unpriced,
         )
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens + self.cache_write_tokens + self.cache_read_tokens
+
+
+class ResourceUsage(Model):
+    """CPU and memory of a task's agent as a local run measures them (not set on the cluster:
+    `kubectl top pod` shows a pod's)."""
+
+    enforced_by: Literal["cgroup v2", "cgroup v1", "rlimit", "none"] = Field(
+        description="What holds the agent to its limits: a cgroup of its own, RLIMIT_AS (memory only), or nothing."
+    )
+    cpu_cores: float = Field(0.0, description="CPU in use over the last second, in cores (0.1 is 100m).")
+    cpu_seconds: float = Field(0.0, description="CPU time the agent's processes used in this attempt.")
+    cpu_throttled_seconds: float | None = Field(
+        None, description="Time the agent waited because of its CPU limit (cgroups only)."
+    )
+    memory_bytes: int = Field(0, description="Memory in use now (the cgroup's charge, or the processes' RSS).")
+    memory_peak_bytes: int = Field(0, description="The most memory in use at once in this attempt.")
+    sampled_at: str | None = None
 
 
 class Condition(Model):
@@ -56,6 +81,9 @@ class TaskStatus(Model):
     message: str | None = None
     changed_files: list[str] | None = None
     usage: Usage | None = None
+    resource_usage: ResourceUsage | None = Field(
+        None, description="Local runs: CPU and memory of the running (or last) attempt's agent, as last measured."
+    )
     started_at: str | None = None
     finished_at: str | None = None
 

@@ -142,6 +142,7 @@ async def _apply(ctx: Context, key: Key, plan: RunPlan) -> None:
                 await _check_name_owner(ctx, key, plan, manifest)
     patches = [(name, patch) for name, patch in plan.admit.items()]
     patches += [(name, {"spec": {"suspend": True}}) for name in plan.suspend]
+    patches += [(name, {"spec": {"cancel": True}}) for name in plan.cancel]
     patches += [(name, {"spec": spec}) for name, spec in plan.respec.items()]
     patches += list(plan.skip.items())
     for name, patch in patches:

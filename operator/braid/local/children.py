@@ -17,6 +17,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from braid.confine.limits import Cgroup
+
 PR_SET_PDEATHSIG = 1
 
 
@@ -47,11 +49,12 @@ def _die_with(parent: int):
 
 
 def spawn(argv: list[str], *, env: dict[str, str], log_path: Path, registry: Path,
-          task: str, stdin: bytes | None = None) -> subprocess.Popen[bytes]:
+          task: str, stdin: bytes | None = None, cgroups: list[str] | None = None) -> subprocess.Popen[bytes]:
     """Start argv in its own session (Ctrl-C reaches only braid, which stops children in order).
 
     `stdin` is written to the child's standard input, which is then closed: how a secret
-    reaches it without being in its environment, its arguments or a file.
+    reaches it without being in its environment, its arguments or a file. `cgroups` (the
+    attempt's own) are recorded with the process, so that a later run removes them too.
     """
     registry.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
@@ -62,7 +65,7 @@ def spawn(argv: list[str], *, env: dict[str, str], log_path: Path, registry: Pat
         with contextlib.suppress(BrokenPipeError):
             proc.stdin.write(stdin)
         proc.stdin.close()
-    record = {"pid": proc.pid, "start": _start_time(proc.pid)}
+    record = {"pid": proc.pid, "start": _start_time(proc.pid), "cgroups": list(cgroups or [])}
     (registry / f"{task}.json").write_text(json.dumps(record))
     return proc
 
@@ -92,14 +95,17 @@ def running(registry: Path) -> dict[str, int]:
 
 
 def stop_leftovers(registry: Path, grace_seconds: float = 30.0) -> list[str]:
-    """Stop every recorded process group that still runs; forget every record. The tasks stopped."""
+    """Stop every recorded process group that still runs, and whatever runs in its cgroups; remove
+    those cgroups; forget every record. The tasks stopped."""
     if not registry.is_dir():
         return []
     running: dict[str, tuple[int, str]] = {}
+    cgroups: list[Path] = []
     for path in sorted(registry.glob("*.json")):
         try:
             record = json.loads(path.read_text())
             pid, start = int(record["pid"]), record.get("start")
+            cgroups += [Path(p) for p in record.get("cgroups") or [] if isinstance(p, str) and Path(p).name.startswith("braid-")]
         except (OSError, ValueError, KeyError, TypeError):
             pid, start = 0, None
         if pid > 0 and _alive(pid, start):
@@ -113,6 +119,9 @@ def stop_leftovers(registry: Path, grace_seconds: float = 30.0) -> list[str]:
         if _alive(pid, start):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
+    for cgroup in cgroups:
+        if (cgroup / "cgroup.procs").is_file():
+            Cgroup.attach([cgroup]).remove()
     for path in registry.glob("*.json"):
         path.unlink(missing_ok=True)
     return sorted(running)

@@ -49,11 +49,6 @@ _PURGING = re.compile(r"^\..+\.removing-[0-9]+$")
 TERMINAL = ("Succeeded", "Conflicted", "Failed", "Cancelled", "Suspended")
 
 
-def runs_root(cache_root: Path) -> Path:
-    """Where `braid run` puts state directories by default: next to the object cache."""
-    return cache_root.parent / "runs"
-
-
 def write_run_record(state_dir: Path, name: str, url: str, cache_root: Path) -> None:
     record = {"name": name, "repository": url, "cacheDir": str(cache_root)}
     tmp = state_dir / f"{RUN_RECORD}.tmp"

@@ -23,9 +23,11 @@ from typing import TextIO
 
 from pydantic import ValidationError
 
-from braid.api import AgentTaskStatus, Budget, MergeStatus, ParallelRun, ParallelRunStatus, TaskResult
+from braid.api import AgentTaskStatus, Budget, MergeStatus, ParallelRun, ParallelRunStatus, ResourceUsage, TaskResult
 from braid.api.events import RunEvent
-from braid.confine import SandboxUnavailable, find_sandbox
+from braid.api.quantity import format_bytes
+from braid.confine import CgroupSetup, Limits, LimitsUnavailable, SandboxUnavailable, find_sandbox
+from braid.confine.limits import Cgroup, descendants, detect, proc_usage
 from braid.gitops import ObjectCache, Repo, RepositoryUnreachable, default_cache_root, git_auth_env, normalize_url
 from braid.merge import run_merge
 from braid.plan import (
@@ -50,7 +52,8 @@ from braid.plan import (
 from braid.text import printable
 
 from .children import forget, spawn, stop_leftovers
-from .clean import RunState, inspect, remove_copies, runs_root, write_run_record
+from .clean import RunState, inspect, remove_copies, write_run_record
+from .control import CANCEL_FILE, RUN_FILE, state_dir_for
 from .lock import state_lock
 from .progress import Progress
 
@@ -76,6 +79,12 @@ class Child:
     result_path: Path
     deadline: float
     terminated: bool = False
+    cgroup: Cgroup | None = None
+    """The attempt's own cgroup, which the agent's processes run in; None without one."""
+    enforced_by: str = "none"
+    sampled: float = 0.0
+    cpu_seconds: float = 0.0
+    peak: int = 0
 
 
 @dataclass
@@ -96,6 +105,10 @@ class LocalOptions:
     """Directories every sandboxed agent may write (--share)."""
     keep_workdirs: bool = False
     """Keep the working copies of a run that succeeded (a run that did not keeps them anyway)."""
+    limits: str = "auto"
+    """auto: cgroups where they work, else rlimits and a warning; cgroup: required; rlimit: never cgroups."""
+    sample_seconds: float = 1.0
+    """How often each running agent's CPU and memory are measured."""
 
 
 # What an agent-run needs of braid's environment; nothing else (a token, a key) is passed on.
@@ -120,8 +133,7 @@ class LocalRun:
         self.url = normalize_url(self.run.spec.repo.url)
         self.nodes = nodes_of(self.run.spec.tasks)
         self.cache_root = (self.options.cache_dir or default_cache_root()).absolute()
-        key = hashlib.sha256(self.url.encode()).hexdigest()[:10]
-        state_dir = self.options.state_dir or (runs_root(self.cache_root) / f"{self.run.name}-{key}")
+        state_dir = self.options.state_dir or state_dir_for(self.cache_root, self.run.name, self.url)
         # agents run elsewhere than the caller: every path they are given is absolute
         self.state_dir = state_dir.absolute()
         self.run = self.run.model_copy(deep=True)
@@ -136,6 +148,8 @@ class LocalRun:
         self.progress = Progress(self.run, live=False)
         self.sandboxed = False
         self.sandbox_problem: str | None = None
+        self.cgroups: CgroupSetup | None = None
+        """How attempts are held to their limits; None until checked."""
         # a key from the environment reaches each agent-run on its stdin, never in its environment
         self.env_api_key = None if self.options.api_key_file else (os.environ.get("ANTHROPIC_API_KEY") or None)
         self.workdirs: RunState | None = None
@@ -167,6 +181,7 @@ class LocalRun:
             detail = (err.strip().splitlines() or ["git ls-remote failed"])[-1]
             raise InvalidRun(f"repo.url: cannot read repository {given!r}: {detail}")
         self._check_sandbox()
+        self._check_limits()
         for shared in self.options.shared:
             if not shared.is_dir():
                 raise InvalidRun(f"--share {shared}: not a directory")
@@ -197,6 +212,36 @@ class LocalRun:
             return
         self.sandboxed = True
 
+    def _wanted_limits(self) -> tuple[set[str], set[str]]:
+        """The controllers the run's limits need, and the limited resources a local run does not enforce."""
+        wanted: set[str] = set()
+        unenforced: set[str] = set()
+        for task in self.run.spec.tasks:
+            limits = Limits.of(self.run.spec.resources_for(task))
+            wanted |= limits.wanted
+            unenforced |= set(limits.unenforced)
+        return wanted, unenforced
+
+    def _check_limits(self) -> None:
+        mode = self.options.limits
+        if mode == "rlimit":
+            self.cgroups = CgroupSetup(problems=("--limits rlimit was given",))
+            return
+        setup = detect()
+        if mode == "cgroup":
+            wanted, _ = self._wanted_limits()
+            missing = sorted(c for c in wanted if not setup.has(c))
+            if setup.version is None or missing:
+                what = f"no cgroup for {', '.join('limits.' + c for c in missing)}" if missing else "no usable cgroup"
+                raise InvalidRun(f"--limits cgroup: {what} ({'; '.join(setup.problems) or 'unknown reason'})")
+        self.cgroups = setup
+
+    def limits_warning(self) -> str | None:
+        """The one line saying which limits are not held by a cgroup, and how they are held instead, or None."""
+        if self.cgroups is None:
+            return None
+        return self.cgroups.warning(*self._wanted_limits())
+
     def sandbox_warning(self) -> str | None:
         """What to tell the user when agents run unconfined, or None."""
         if self.sandboxed:
@@ -212,15 +257,20 @@ class LocalRun:
         """Run to the end. Raises RunLocked when another `braid run` uses the same state directory."""
         if not self.sandboxed and self.sandbox_problem is None:
             self._check_sandbox()
-        warning = self.sandbox_warning()
-        if warning:
-            log.warning("%s", warning)
+        if self.cgroups is None:
+            self._check_limits()
+        for warning in (self.sandbox_warning(), self.limits_warning()):
+            if warning:
+                log.warning("%s", warning)
         with state_lock(self.state_dir):
             stopped = stop_leftovers(self._registry(), self.options.policy.deadline_grace_seconds)
             if stopped:
                 log.warning("stopped agents left running by an earlier run: %s", ", ".join(stopped))
             (self.state_dir / "tasks").mkdir(parents=True, exist_ok=True)
             write_run_record(self.state_dir, self.run.name, self.url, self.cache_root)
+            # a `braid cancel` meant for an earlier run of this state directory
+            (self.state_dir / CANCEL_FILE).unlink(missing_ok=True)
+            _write_json(self.state_dir / RUN_FILE, self.run.model_copy(update={"status": None}).wire())
             self._resume()
             self._loop()
             self._save()
@@ -238,7 +288,11 @@ class LocalRun:
             progress.start()
             while True:
                 self._reap()
-                if self.cancelled:
+                if not self.cancelled and (self.state_dir / CANCEL_FILE).exists():
+                    self.cancelled = True
+                    self._emit(Event("Normal", "CancelRequested", "braid cancel: stopping every agent"))
+                    progress.message("braid cancel: stopping every agent; their work is pushed")
+                if self.cancelled or self.run.spec.cancel:
                     self._cancel_all()
                 decided = self._step()
                 if decided.merge is not None:
@@ -250,9 +304,13 @@ class LocalRun:
                 if self.status.phase == "Suspended" and not self.children:
                     progress.message(self.status.message or "suspended")
                     break
+                self._measure()
                 progress.tick({t: c.started for t, c in self.children.items()})
                 time.sleep(self.options.poll_seconds)
         finally:
+            for child in self.children.values():
+                if child.cgroup is not None:
+                    child.cgroup.remove()
             progress.stop()
             signal.signal(signal.SIGINT, previous)
             signal.signal(signal.SIGTERM, previous_term)
@@ -339,15 +397,85 @@ class LocalRun:
             argv += ["--sandbox", "bwrap", "--hide", str(self.state_dir)]
             for shared in self.options.shared:
                 argv += ["--share", str(shared)]
+        limits = Limits.of(spec.resources)
+        try:
+            cgroup = self._cgroup_for(name, attempt, limits)
+        except (OSError, LimitsUnavailable) as exc:
+            start_attempt(state, attempt, now)
+            self.progress.event(name, "Running", f"attempt {attempt}" if attempt > 1 else "")
+            end = AttemptEnd(attempt, failure=("LimitsUnavailable", f"cannot make the attempt's cgroup: {exc}"),
+                             source=f"attempt {attempt} of task {name}")
+            self._ended(name, attempt, end, now)
+            return
+        enforced_by = "none"
+        if cgroup is not None:
+            enforced_by = f"cgroup v{cgroup.version}"
+            for path in cgroup.paths:
+                argv += ["--agent-cgroup", str(path)]
+        if limits.memory is not None and (cgroup is None or "memory" not in cgroup.dirs):
+            argv += ["--agent-rlimit-as", str(limits.memory)]
+            enforced_by = "rlimit" if cgroup is None else enforced_by
         env = {**agent_run_env(os.environ), "BRAID_ATTEMPT": str(attempt), "PYTHONUNBUFFERED": "1"}
-        proc = spawn(argv, env=env, log_path=task_dir / f"attempt-{attempt}.log", registry=self._registry(),
-                     task=name, stdin=(self.env_api_key + "\n").encode() if self.env_api_key else None)
+        try:
+            proc = spawn(argv, env=env, log_path=task_dir / f"attempt-{attempt}.log", registry=self._registry(),
+                         task=name, stdin=(self.env_api_key + "\n").encode() if self.env_api_key else None,
+                         cgroups=[str(p) for p in cgroup.paths] if cgroup is not None else [])
+        except BaseException:
+            if cgroup is not None:
+                cgroup.remove()
+            raise
         grace = self.options.policy.deadline_grace_seconds
         self.children[name] = Child(name, attempt, proc, time.monotonic(), result_path,
-                                    time.monotonic() + spec.timeout_seconds + grace)
+                                    time.monotonic() + spec.timeout_seconds + grace, cgroup=cgroup,
+                                    enforced_by=enforced_by)
         start_attempt(state, attempt, now)
+        state.resource_usage = ResourceUsage(enforced_by=enforced_by)  # type: ignore[arg-type]
         self._conditions(name, now)
         self.progress.event(name, "Running", f"attempt {attempt}" if attempt > 1 else "")
+
+    def _cgroup_for(self, name: str, attempt: int, limits: Limits) -> Cgroup | None:
+        """The attempt's own cgroup, with its limits set; None where cgroups are not used.
+        Raises when one should be made and cannot be (after a warning, when rlimits may stand in)."""
+        setup = self.cgroups
+        if setup is None or setup.version is None:
+            return None
+        try:
+            return Cgroup.create(setup, f"braid-{os.getpid()}-{name}-{attempt}", limits)
+        except OSError as exc:
+            if self.options.limits == "cgroup":
+                raise
+            log.warning("WARNING: resource limits: cannot make a cgroup for attempt %d of task %s (%s): "
+                        "its agent runs without one", attempt, name, exc.strerror or exc)
+            return None
+
+    # -- measuring -------------------------------------------------------------------------------
+
+    def _measure(self, force: bool = False) -> None:
+        now = time.monotonic()
+        for child in self.children.values():
+            if force or now - child.sampled >= self.options.sample_seconds:
+                self._sample(child, now)
+
+    def _sample(self, child: Child, now: float) -> None:
+        """CPU and memory of the attempt's agent: from its cgroup, or from /proc for the processes
+        below its `braid agent-run` (where there is no cgroup)."""
+        throttled = None
+        if child.cgroup is not None:
+            sample = child.cgroup.sample()
+            cpu, memory, peak, throttled = (sample.cpu_seconds, sample.memory, sample.memory_peak,
+                                            sample.throttled_seconds)
+        else:
+            pid = child.proc.pid  # type: ignore[attr-defined]
+            cpu, memory = proc_usage(descendants(pid))
+            cpu = max(cpu, child.cpu_seconds)
+            peak = max(child.peak, memory)
+        cores = max(0.0, (cpu - child.cpu_seconds) / (now - child.sampled)) if child.sampled else 0.0
+        child.sampled, child.cpu_seconds, child.peak = now, cpu, peak
+        self.tasks[child.task].resource_usage = ResourceUsage(
+            enforced_by=child.enforced_by,  # type: ignore[arg-type]
+            cpu_cores=round(cores, 3), cpu_seconds=round(cpu, 3),
+            cpu_throttled_seconds=round(throttled, 3) if throttled is not None else None,
+            memory_bytes=memory, memory_peak_bytes=peak, sampled_at=utcnow().isoformat().replace("+00:00", "Z"))
 
     def _reap(self) -> None:
         for name, child in list(self.children.items()):
@@ -358,10 +486,15 @@ class LocalRun:
                     child.terminated = True
                 continue
             del self.children[name]
+            oom = False
+            if child.cgroup is not None:
+                self._sample(child, time.monotonic())
+                oom = child.cgroup.out_of_memory(killed=False)
+                child.cgroup.remove()
             forget(self._registry(), name)
-            self._record(child)
+            self._record(child, oom)
 
-    def _record(self, child: Child) -> None:
+    def _record(self, child: Child, oom: bool = False) -> None:
         name, now = child.task, utcnow()
         state = self.tasks[name]
         result = _read_result(child.result_path)
@@ -373,17 +506,36 @@ class LocalRun:
             self.admitted.discard(name)
         else:
             code = child.proc.returncode  # type: ignore[attr-defined]
-            end = AttemptEnd(child.attempt, result, timed_out=child.terminated,
-                             failure=None if result else ("Crashed", f"exited with code {code} without a result"),
-                             source=f"attempt {child.attempt} of task {name}")
-            for event in attempt_ended(state, self.run.spec.retry, self.run.spec.task_timeout_seconds, end, now,
-                                       self.options.policy):
-                self._emit(event, task=name, attempt=child.attempt, phase=state.phase)
-            if state.phase != "Pending":
-                self.admitted.discard(name)
+            source = f"attempt {child.attempt} of task {name}"
+            if oom:
+                failure = ("OOMKilled", f"{source} ran out of memory; raise the memory limit")
+            else:
+                failure = ("Crashed", f"exited with code {code} without a result")
+            end = AttemptEnd(child.attempt, result, timed_out=child.terminated, failure=None if result else failure,
+                             source=source)
+            self._ended(name, child.attempt, end, now)
+            return
         self._conditions(name, now)
+        self._show_end(name)
+
+    def _ended(self, name: str, attempt: int, end: AttemptEnd, now: datetime) -> None:
+        """Record how an attempt ended, as plan.attempt decides: succeeded, failed, or retried later."""
+        state = self.tasks[name]
+        for event in attempt_ended(state, self.run.spec.retry, self.run.spec.task_timeout_seconds, end, now,
+                                   self.options.policy):
+            self._emit(event, task=name, attempt=attempt, phase=state.phase)
+        if state.phase != "Pending":
+            self.admitted.discard(name)
+        self._conditions(name, now)
+        self._show_end(name)
+
+    def _show_end(self, name: str) -> None:
+        state = self.tasks[name]
         detail = " ".join(x for x in ((state.commit or "")[:10] if state.phase == "Succeeded" else "",
                                       state.reason or "", state.message or "") if x)
+        used = state.resource_usage
+        if used is not None and used.memory_peak_bytes:
+            detail += f" (peak memory {format_bytes(used.memory_peak_bytes)}, CPU {used.cpu_seconds:.1f}s)"
         self.progress.event(name, state.phase, detail)
 
     def _conditions(self, name: str, now: datetime) -> None:
@@ -431,8 +583,9 @@ class LocalRun:
         and its branch still holds the commit it produced; every other task runs (again).
 
         What braid pushed before is remembered across runs: each task's last pushed commit (so
-        a task that runs again resumes its own branch, and only that), and the integration
-        commit the last merge pushed (so the merge may replace it).
+        a task that runs again resumes its own branch, and only that) and transcript (so its
+        conversation goes on), and the integration commit the last merge pushed (so the merge
+        may replace it).
         """
         previous = _read_previous(self.state_dir / "tasks.json")
         for name, old in previous.items():
@@ -466,7 +619,8 @@ class LocalRun:
             else:
                 rerun.add(name)
                 self.tasks[name] = AgentTaskStatus(phase="Pending", branch=self.run.branch_of(name),
-                                                   commit=old.commit if old is not None else None)
+                                                   commit=old.commit if old is not None else None,
+                                                   transcript=old.transcript if old is not None else None)
             self._conditions(name, now)
         # the order of the spec, as the status shows it
         self.tasks = {t.name: self.tasks[t.name] for t in self.run.spec.tasks}
@@ -492,7 +646,7 @@ def task_fingerprints(run: ParallelRun) -> dict[str, str]:
     prints: dict[str, str] = {}
     for task in run.spec.tasks:
         spec = task_spec(run, task).wire()
-        for owned in ("suspend", "budget", "skip", "lastPushed"):
+        for owned in ("suspend", "budget", "skip", "lastPushed", "lastTranscript", "spent"):
             spec.pop(owned, None)
         prints[task.name] = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
     return prints

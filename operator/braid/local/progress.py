@@ -7,11 +7,24 @@ import sys
 import time
 from typing import TextIO
 
-from braid.api import ParallelRun, ParallelRunStatus
+from braid.api import ParallelRun, ParallelRunStatus, TaskStatus
+from braid.api.quantity import format_bytes, memory_bytes
 from braid.text import printable
 
 _SYMBOL = {"Pending": "·", "Running": "▶", "Succeeded": "✓", "Failed": "✗", "Skipped": "-", "Cancelled": "⊘"}
 _COLOR = {"Succeeded": "32", "Failed": "31", "Running": "36", "Skipped": "33", "Cancelled": "33"}
+
+
+def _usage(state: TaskStatus, limits: dict) -> str:
+    """A running agent's CPU and memory, with its limits: `0.10/0.1 CPU  18.2Mi/20Mi`."""
+    used = state.resource_usage
+    if used is None or state.phase != "Running":
+        return ""
+    cpu = f"{used.cpu_cores:.2f}" + (f"/{limits['cpu']}" if "cpu" in limits else "") + " CPU"
+    memory = format_bytes(used.memory_bytes)
+    if "memory" in limits:
+        memory += f"/{format_bytes(memory_bytes(limits['memory']))}"
+    return f"{cpu}  {memory}"
 
 
 def _elapsed(seconds: float) -> str:
@@ -91,9 +104,12 @@ class Progress:
             detail = (state.commit or "")[:10] if state.phase == "Succeeded" else (state.reason or "")
             if state.phase == "Pending" and task.depends_on:
                 detail = "waits for " + ", ".join(task.depends_on)
+            resources = self.run.spec.resources_for(task)
+            usage = _usage(state, (resources.limits or {}) if resources else {})
             symbol = self._paint(state.phase, _SYMBOL.get(state.phase, "?"))
             detail = printable(detail, newlines=False)
-            rows.append(f" {symbol} {task.name:<24} {state.phase:<9} {elapsed:>7}  {detail}"[: width - 1])
+            rows.append(f" {symbol} {task.name:<24} {state.phase:<9} {elapsed:>7}  {usage:<22} {detail}".rstrip()
+                        [: width - 1])
         room = max(3, height - 3)
         if len(rows) > room:
             active = [r for r, t in zip(rows, self.run.spec.tasks, strict=True)

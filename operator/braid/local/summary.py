@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from braid.api import ParallelRun, ParallelRunStatus
+from braid.api import ParallelRun, ParallelRunStatus, TaskStatus
 
 
 def _seconds(start: str | None, end: str | None) -> str:
@@ -17,9 +17,11 @@ def _seconds(start: str | None, end: str | None) -> str:
 def render_summary(run: ParallelRun, status: ParallelRunStatus) -> str:
     rows = [("TASK", "PHASE", "TIME", "COMMIT", "FILES", "COST", "NOTE")]
     for task in run.spec.tasks:
-        s = status.tasks[task.name]
+        s = status.tasks.get(task.name) or TaskStatus()
         note = " ".join(x for x in (s.reason or "", s.message or "") if x)
         cost = f"${s.usage.cost_usd:.4f}" if s.usage and s.usage.cost_usd else "-"
+        if s.usage and s.usage.unpriced_tokens:
+            cost = ("" if cost == "-" else cost + " + ") + "unpriced"
         rows.append((task.name, s.phase, _seconds(s.started_at, s.finished_at), (s.commit or "")[:10],
                      str(len(s.changed_files or [])), cost, note[:80]))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
@@ -27,7 +29,8 @@ def render_summary(run: ParallelRun, status: ParallelRunStatus) -> str:
     u = status.usage
     lines.append("")
     lines.append(f"usage: {u.input_tokens} input, {u.output_tokens} output, {u.cache_read_tokens} cache-read, "
-                 f"{u.cache_write_tokens} cache-write tokens; ${u.cost_usd:.4f}")
+                 f"{u.cache_write_tokens} cache-write tokens; ${u.cost_usd:.4f}"
+                 + (f" (not counting {u.unpriced_tokens} tokens braid has no price for)" if u.unpriced_tokens else ""))
     merge = status.merge
     if merge and merge.phase != "Pending":
         lines.append(f"merge: {merge.phase}: {len(merge.merged)} merged into {merge.branch}"

@@ -13,7 +13,7 @@ from .attempt import (
     start_attempt,
     task_conditions,
 )
-from .budget import Spend, exhausted, spent, task_share
+from .budget import BUDGET_EXCEEDED, Spend, exhausted, share_spent, spent, task_share
 from .dag import Node, PlanError, critical_path, find_cycle, nodes_of, topological_order, upstream, validate
 from .events import Event
 from .schedule import ENDED, Decision, Skip, decide
@@ -21,9 +21,9 @@ from .step import FINAL_RUN_PHASES, Retry, Start, Step, TaskView, merge_request,
 from .tasks import attempt_spec, task_spec
 
 __all__ = [
-    "ENDED", "FINAL_RUN_PHASES", "RETRYABLE", "AttemptEnd", "Decision", "Event", "Node", "PlanError", "Retry",
-    "Skip", "Spend", "Start", "Step", "TaskPolicy", "TaskView", "add_usage", "attempt_budget", "attempt_ended",
-    "attempt_spec", "critical_path", "decide", "end_without_attempt", "exhausted", "fail", "find_cycle", "merge_request",
-    "nodes_of", "retry_delay", "spent", "start_attempt", "step", "summary", "task_conditions", "task_share", "task_spec",
-    "topological_order", "upstream", "validate",
+    "BUDGET_EXCEEDED", "ENDED", "FINAL_RUN_PHASES", "RETRYABLE", "AttemptEnd", "Decision", "Event", "Node",
+    "PlanError", "Retry", "Skip", "Spend", "Start", "Step", "TaskPolicy", "TaskView", "add_usage", "attempt_budget",
+    "attempt_ended", "attempt_spec", "critical_path", "decide", "end_without_attempt", "exhausted", "fail",
+    "find_cycle", "merge_request", "nodes_of", "retry_delay", "share_spent", "spent", "start_attempt", "step",
+    "summary", "task_conditions", "task_share", "task_spec", "topological_order", "upstream", "validate",
 ]

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from braid.api import Budget, Usage
 
+BUDGET_EXCEEDED = "BudgetExceeded"
+"""The reason of a task stopped at its share, and of tasks skipped because the run's budget is spent."""
+
 
 @dataclass(frozen=True)
 class Spend:
@@ -26,6 +29,22 @@ def exhausted(budget: Budget | None, used: Spend) -> bool:
     if budget.max_cost_usd is not None and used.cost_usd >= budget.max_cost_usd:
         return True
     return budget.max_tokens is not None and used.tokens >= budget.max_tokens
+
+
+def share_spent(usage: Usage, share: Budget | None) -> str | None:
+    """Why a task has used up its share of the budget (`share`), or None while it has not.
+
+    Every backend stops its agent on this rule. Tokens count as the scheduler counts them
+    (input + output); cache reads and writes are in the cost.
+    """
+    if share is None:
+        return None
+    if share.max_cost_usd is not None and usage.cost_usd >= share.max_cost_usd:
+        return f"spent ${usage.cost_usd:.4f} of this task's budget share of ${share.max_cost_usd:.4f}"
+    tokens = usage.input_tokens + usage.output_tokens
+    if share.max_tokens is not None and tokens >= share.max_tokens:
+        return f"used {tokens} tokens of this task's budget share of {share.max_tokens}"
+    return None
 
 
 def task_share(budget: Budget | None, used: Spend, reserved: Spend, unstarted: int) -> Budget | None:

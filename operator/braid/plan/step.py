@@ -32,7 +32,7 @@ from .clock import iso, parse
 from .conditions import condition, set_condition
 from .dag import PlanError, nodes_of, validate
 from .events import Event
-from .schedule import Skip, decide
+from .schedule import Ranked, Skip, decide, ranks
 
 FINAL_RUN_PHASES = frozenset({"Succeeded", "Conflicted", "Failed", "Cancelled"})
 SUMMARY_MESSAGE_LIMIT = 256
@@ -80,6 +80,8 @@ class Step:
     merge: MergeRequest | None = None
     """Every task has ended: merge these branches (set once, when the merge is due to start)."""
     events: list[Event] = field(default_factory=list)
+    cancel: list[str] = field(default_factory=list)
+    """The run is cancelled: these tasks have not ended and must stop (what they wrote is pushed)."""
     finished: bool = False
     """The run reached its final phase in this step."""
     closed: bool = False
@@ -95,7 +97,9 @@ def step(
     cancelled: bool = False,
 ) -> Step:
     """The run's next step. `merge` is the merge as observed: None before it started, phase Running while
-    it runs, its report once it ended. `cancelled`: the run was stopped; start and merge nothing."""
+    it runs, its report once it ended. `cancelled`: the run was stopped (or its spec.cancel is set);
+    start and merge nothing, stop what runs."""
+    cancelled = cancelled or run.spec.cancel
     old = run.status or ParallelRunStatus()
     generation = run.metadata.generation
     status = old.model_copy(deep=True)
@@ -124,7 +128,7 @@ def step(
     used = spent([v.status.usage for v in tasks.values()
                   if v.status is not None and v.status.usage and _ended(v)])
     decision = decide(nodes, phases, run.spec.max_parallel, budget_exhausted=exhausted(run.spec.budget, used),
-                      suspended=run.spec.suspend or cancelled)
+                      suspended=run.spec.suspend or cancelled, rank=start_order(run))
     for name, skip in decision.skip.items():
         phases[name] = "Skipped"
         out.skip[name] = skip
@@ -135,6 +139,8 @@ def step(
         ))
     _admit(out, run, tasks, decision.start, phases, admitted, used)
     _retries(out, tasks, now)
+    if cancelled:
+        out.cancel = [t.name for t in run.spec.tasks if phases[t.name] not in ENDED_TASK_PHASES]
 
     all_ended = decision.all_ended and all(tasks.get(t.name) is not None and tasks[t.name].status is not None
                                            for t in run.spec.tasks)
@@ -146,6 +152,13 @@ def step(
     _summarise(out, run, tasks, phases, admitted | started, started, old, now)
     _outcome(out, run, old, now, cancelled, active=bool(admitted or started))
     return out
+
+
+def start_order(run: ParallelRun) -> dict[str, tuple[float, ...]]:
+    """The order ready tasks start in, by spec.scheduling.strategy and the tasks' priorities."""
+    tasks = [Ranked(t.name, tuple(t.depends_on), t.priority, t.estimated_cost_usd, len(t.prompt))
+             for t in run.spec.tasks]
+    return ranks(tasks, run.spec.scheduling.strategy)
 
 
 def _ended(view: TaskView) -> bool:
@@ -297,7 +310,7 @@ def summary(child: AgentTaskStatus) -> TaskStatus:
     return TaskStatus(
         phase=child.phase, branch=child.branch, commit=child.commit, attempts=child.attempts, pod=child.pod,
         reason=child.reason, message=message, changed_files=child.changed_files, usage=child.usage,
-        started_at=child.started_at, finished_at=child.finished_at,
+        resource_usage=child.resource_usage, started_at=child.started_at, finished_at=child.finished_at,
     )
 
 

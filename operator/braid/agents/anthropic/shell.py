@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,13 +36,18 @@ class Completed:
     """Why it was stopped: "timeout" or "cancelled"."""
 
 
-def run(argv: list[str], cwd: Path, env: dict[str, str], timeout: float, cancel: threading.Event) -> Completed:
-    """Run `argv` with stdout and stderr interleaved. Raises OSError when it cannot start."""
+def run(argv: list[str], cwd: Path, env: dict[str, str], timeout: float, cancel: threading.Event,
+        preexec: Callable[[], None] | None = None) -> Completed:
+    """Run `argv` with stdout and stderr interleaved; `preexec` puts it under the agent's limits.
+    Raises OSError when it cannot start (or cannot be put under its limits)."""
     with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen(
-            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        try:
+            proc = subprocess.Popen(
+                argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True, preexec_fn=preexec,
+            )
+        except subprocess.SubprocessError:
+            raise OSError(errno.EPERM, "cannot put the command into the agent's cgroup or under its limits") from None
         deadline = time.monotonic() + timeout
         stopped = None
         while proc.poll() is None:

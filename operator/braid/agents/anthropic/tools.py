@@ -17,7 +17,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from braid.confine import Sandbox
+from braid.confine import Placement, Sandbox
 
 from ..paths import OutsideWorktree, resolve_inside
 from . import shell
@@ -146,6 +146,7 @@ class Toolbox:
         time_left: Callable[[], float],
         redact: Callable[[str], str] = lambda text: text,
         sandbox: Sandbox | None = None,
+        placement: Placement | None = None,
     ):
         self.root = root.resolve()
         self.env = env
@@ -153,6 +154,7 @@ class Toolbox:
         self.time_left = time_left
         self.redact = redact
         self.sandbox = sandbox
+        self.placement = placement or Placement()
         self._handlers: dict[str, Callable[[dict[str, Any]], str]] = {
             "run_command": self._run_command,
             "read_file": self._read_file,
@@ -238,14 +240,17 @@ class Toolbox:
             env = self.env
             if self.sandbox is not None:
                 argv, env = self.sandbox.wrap(argv, self.env), {"PATH": self.env.get("PATH", "/usr/bin:/bin")}
-            done = shell.run(argv, self.root, env, timeout, self.cancel)
+            done = shell.run(argv, self.root, env, timeout, self.cancel, self.placement.preexec())
         except OSError as exc:
             raise ToolError(f"cannot run {argv[0]!r}: {exc.strerror}") from None
         if done.stopped == "timeout":
             raise ToolError(f"timed out after {timeout:g}s and was killed; output so far:\n{done.output}")
         if done.stopped == "cancelled":
             raise ToolError("stopped: the task is being cancelled")
-        return f"exit code: {done.exit_code}\n{done.output}" if done.output else f"exit code: {done.exit_code}"
+        code = f"{done.exit_code}"
+        if done.exit_code in (-9, 137) and self.placement.preexec() is not None:
+            code += " (killed by SIGKILL: perhaps the task's memory limit was reached)"
+        return f"exit code: {code}\n{done.output}" if done.output else f"exit code: {code}"
 
     def _read_file(self, args: dict[str, Any]) -> str:
         path = self._path(args.get("path"))

@@ -42,6 +42,8 @@ class RunPlan:
     admit: dict[str, dict[str, Any]] = field(default_factory=dict)
     """AgentTask name -> merge patch that lets it start."""
     suspend: list[str] = field(default_factory=list)
+    cancel: list[str] = field(default_factory=list)
+    """AgentTask names the cancelled run stops."""
     respec: dict[str, dict[str, Any]] = field(default_factory=dict)
     """AgentTask name -> merge patch bringing a not-yet-started task up to date with the run's spec."""
     skip: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -64,6 +66,8 @@ def decide_run(obs: RunObservation, settings: Settings, now: datetime) -> RunPla
         skip(plan, obs, decided.skip)
         respec(plan, obs)
         suspend(plan, obs)
+        plan.cancel = sorted(child.metadata.name for name in decided.cancel
+                             if (child := obs.tasks.get(name)) is not None and not child.spec.cancel)
         start_merge(plan, run, decided.merge, settings)
     plan.events += decided.events
     return plan

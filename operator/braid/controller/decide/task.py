@@ -73,6 +73,10 @@ def decide_task(task: AgentTask, pods: list[PodView], now: datetime, policy: Tas
         _adopt(plan, by_attempt[latest], now)
 
     current = by_attempt.get(status.attempts) if status.attempts else None
+    if spec.cancel:
+        _cancel(plan, spec, current, now, policy)
+        task_conditions(status, now, task.metadata.generation)
+        return plan
     if status.phase == "Running":
         if current is None:
             plan.events += interrupted(status, "PodVanished", f"pod {status.pod} disappeared before it finished",
@@ -101,6 +105,24 @@ def decide_task(task: AgentTask, pods: list[PodView], now: datetime, policy: Tas
         _maybe_start(plan, task, pods, now, policy)
     task_conditions(status, now, task.metadata.generation)
     return plan
+
+
+def _cancel(plan: TaskPlan, spec: AgentTaskSpec, current: PodView | None, now: datetime, policy: TaskPolicy) -> None:
+    """The run was cancelled: stop the pod (its runner pushes what the agent wrote), then end Cancelled,
+    unless the attempt had finished and succeeded first."""
+    status = plan.status
+    if status.phase == "Running" and current is not None and not current.finished:
+        if not current.deleting:
+            plan.delete_pods.append(current.name)
+            status.message = f"the run was cancelled: stopping pod {current.name}; its work is pushed"
+            plan.events.append(Event("Normal", "Cancelling", status.message))
+        return
+    if status.phase == "Running" and current is not None:
+        plan.events += attempt_ended(status, spec.retry, spec.timeout_seconds, _attempt_end(current), now, policy)
+    if status.phase != "Succeeded":
+        end_without_attempt(status, "Cancelled", "Cancelled", "the run was cancelled", now)
+        plan.events.append(Event("Normal", "Cancelled", f"task {spec.task} cancelled with its run"))
+    plan.ended = True
 
 
 def _attempt_end(pod: PodView) -> AttemptEnd:

@@ -1,4 +1,4 @@
-"""What a turn costs: the built-in price table, spec overrides and token -> USD."""
+"""What tokens cost: the built-in price table, spec overrides and token -> USD. Used by every backend."""
 
 from __future__ import annotations
 
@@ -84,9 +84,12 @@ def turn_usage(
     cache_write_tokens: int = 0,
     cache_read_tokens: int = 0,
 ) -> Usage:
-    """One response's tokens as braid Usage; cost 0 when the price is unknown."""
+    """Tokens as braid Usage. Without a price the cost counts them as 0, and `unpricedTokens` says so."""
     cost = 0.0
-    if price is not None:
+    unpriced = None
+    if price is None:
+        unpriced = (input_tokens + output_tokens + cache_write_tokens + cache_read_tokens) or None
+    else:
         cost = (
             input_tokens * price.input
             + output_tokens * price.output
@@ -99,4 +102,5 @@ def turn_usage(
         cache_write_tokens=cache_write_tokens,
         cache_read_tokens=cache_read_tokens,
         cost_usd=round(cost, 6),
+        unpriced_tokens=unpriced,
     )
