@@ -18,6 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from braid.agents.anthropic.conversation import NOTE_MARK
 from fakes.messages_api import MessagesAPI, Recorded, Reply, error, reply, text, tool_use
 from localrun import Workspace, branches, git, make_origin, manifest, show
 
@@ -30,17 +31,25 @@ def conversations(scripts: dict[str, list[Reply]]) -> Callable[[Recorded], Reply
 
     The task is named in the first user message, and the step is the number of
     assistant turns the request already carries, so answers don't depend on the
-    order in which the tasks' requests arrive.
+    order in which the tasks' requests arrive. A retry continues the conversation:
+    its steps count from braid's note that a new attempt begins.
     """
 
     def respond(request: Recorded) -> Reply:
         messages = request.body["messages"]
         first = messages[0]["content"][0]["text"]
         task = re.search(r"\(braid run [a-z0-9-]+, task ([a-z0-9-]+)\)", first).group(1)
-        step = sum(1 for m in messages if m["role"] == "assistant")
-        return scripts[task][step]
+        return scripts[task][attempt_step(messages)]
 
     return respond
+
+
+def attempt_step(messages: list[dict]) -> int:
+    """Assistant turns of this attempt so far: those after the last note of braid's that an attempt begins."""
+    notes = [i for i, m in enumerate(messages) if m["role"] == "user"
+             and any(b.get("type") == "text" and b["text"].startswith(NOTE_MARK) for b in m["content"])]
+    since = notes[-1] + 1 if notes else 0
+    return sum(1 for m in messages[since:] if m["role"] == "assistant")
 
 
 @pytest.fixture
@@ -194,8 +203,9 @@ def test_retries_never_spend_more_than_the_budget_plus_one_response(ws: Workspac
                                                                      api: MessagesAPI) -> None:
     """Each attempt gets the task's share less what its earlier attempts spent.
 
-    Every attempt makes one paid turn ($0.00105) and then fails on a 500 (retryable).
-    With the whole share again per attempt, four attempts would spend $0.0042.
+    Every attempt makes one paid turn ($0.00105), continuing the conversation of the
+    attempts before it, and then fails on a 500 (retryable). With the whole share again
+    per attempt, four attempts would spend $0.0042.
     """
     turn = 0.00105
     api.responder = conversations({"flaky": [
@@ -215,8 +225,10 @@ def test_retries_never_spend_more_than_the_budget_plus_one_response(ws: Workspac
     assert spent == pytest.approx(3 * turn, abs=1e-6)
     assert spent <= 0.003 + turn  # the budget, plus the one response in flight when it ran out
     # the third attempt was told what was left: 0.003 - 2 x 0.00105
-    paid_turns = [r for r in api.message_requests if sum(m["role"] == "assistant" for m in r.body["messages"]) == 0]
+    paid_turns = [r for r in api.message_requests if attempt_step(r.body["messages"]) == 0]
     assert len(paid_turns) == 3
+    # each retry's first request carries the conversation so far: 1, then 2 earlier turns
+    assert [sum(m["role"] == "assistant" for m in r.body["messages"]) for r in paid_turns] == [0, 1, 2]
 
 
 def test_the_loops_commands_run_under_the_tasks_memory_limit_and_the_loop_does_not(

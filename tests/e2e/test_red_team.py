@@ -129,6 +129,9 @@ def test_an_obedient_agent_in_the_sandbox_reaches_nothing(ws: Workspace, setting
     loot = subprocess.run(["git", "-C", str(origin), "show", "braid/redteam/tasks/feature:loot.txt"],
                           capture_output=True, text=True, check=True).stdout
     assert "agent-run" not in loot, "braid's own processes were visible to the agent"
+    # its conversation, everything the planted README made it do included, was pushed too: through the
+    # same scan, so the remote's objects above hold no copy of a secret
+    assert git(origin, "for-each-ref", "--format=%(refname)", "refs/braid/") == "refs/braid/redteam/transcripts/feature"
 
 
 def test_without_the_sandbox_a_stolen_key_is_never_pushed_or_sent(ws: Workspace, setting) -> None:

@@ -200,6 +200,28 @@ def test_each_attempt_carries_the_commit_braid_last_pushed_to_the_task_branch(ru
     assert task.spec.last_pushed is None
 
 
+def test_each_attempt_carries_the_saved_conversation_and_what_was_spent(run: ParallelRun) -> None:
+    """The cluster's next attempt continues the conversation attempt 1 pushed, and counts what it spent."""
+    report = TaskResult(run="r", task="a", phase="Failed", branch="braid/r/tasks/a", commit="c" * 40,
+                        transcript="d" * 40, reason="AgentFailed",
+                        usage=Usage(input_tokens=100, output_tokens=50, cost_usd=0.5)).compact_json()
+    failed = pod(1, phase="Failed", exit_code=1, message=report)
+    task = child(run, "a", suspend=False, status=running())
+    plan = decide_task(task, [failed], NOW, POLICY)
+    assert plan.status.transcript == "d" * 40
+    later = decide_task(apply(task, plan.status), [failed], NOW + timedelta(seconds=30), POLICY)
+    pod_spec = pod_spec_of(task, later)
+    assert pod_spec["lastTranscript"] == "d" * 40
+    assert pod_spec["spent"]["costUSD"] == pytest.approx(0.5) and pod_spec["spent"]["inputTokens"] == 100
+
+    # attempt 2's pod is lost without a report: attempt 3 continues what attempt 1 pushed
+    lost = pod(2, phase="Failed", exit_code=137, container_reason="Error")
+    plan2 = decide_task(apply(task, later.status), [failed, lost], NOW + timedelta(seconds=40), POLICY)
+    third = decide_task(apply(task, plan2.status), [failed, lost], NOW + timedelta(seconds=200), POLICY)
+    assert third.create_attempt == 3
+    assert pod_spec_of(task, third)["lastTranscript"] == "d" * 40
+
+
 def test_an_attempt_without_a_report_leaves_the_record_as_it_was(run: ParallelRun) -> None:
     task = child(run, "a", suspend=False, status=running(2, commit="e" * 40))
     crashed = pod(2, phase="Failed", exit_code=139, container_reason="Error")

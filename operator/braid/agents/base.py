@@ -37,7 +37,12 @@ class AgentContext:
     paths: list[str] = field(default_factory=list)
     depends_on: list[str] = field(default_factory=list)
     budget: Budget | None = None
-    """This task's share of the run budget; the backend stops when it is reached."""
+    """What this attempt may spend (the task's share less `spent`); the backend stops when it is reached."""
+    spent: Usage | None = None
+    """What the task's earlier attempts spent, as braid counted them."""
+    transcript: Path | None = None
+    """Where a backend that keeps a conversation (anthropic) finds the one an earlier attempt saved, if
+    the file exists, and keeps its own as it goes. braid's runner pushes it with the work."""
     model: ModelAccess | None = None
     """How the agent reaches the model, when braid holds an API key: a proxy and a placeholder key."""
     redact: Callable[[str], str] = lambda text: text

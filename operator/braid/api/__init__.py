@@ -1,7 +1,15 @@
 """Pydantic models of the braid.dev/v1alpha1 API: the one source of the CRD schemas."""
 
 from .agenttask import AgentTask, AgentTaskSpec, AgentTaskStatus, SkipRequest
-from .common import API_VERSION, GROUP, VERSION, default_integration_branch, ref_name_problem, task_branch
+from .common import (
+    API_VERSION,
+    GROUP,
+    VERSION,
+    default_integration_branch,
+    ref_name_problem,
+    task_branch,
+    transcript_ref,
+)
 from .errors import InvalidSpec, format_validation_error
 from .load import load_parallelrun
 from .merge import MergeRequest, MergeTask
@@ -36,6 +44,7 @@ from .status import (
     VerifiedPrefix,
     VerifyRun,
 )
+from .transcript import MAX_TRANSCRIPT_BYTES, TRANSCRIPT_FILE, Ended, InvalidTranscript, Transcript, parse_transcript
 
 __all__ = [
     "API_VERSION", "AgentSpec", "AgentTask", "AgentTaskSpec", "AgentTaskStatus", "Budget", "Conflict",
@@ -45,5 +54,6 @@ __all__ = [
     "SkipRequest", "TERMINATION_MESSAGE_LIMIT", "TaskResult",
     "TaskSpec", "TaskStatus", "Usage", "Culprit", "Verification", "VerifiedPrefix", "VerifyRun", "VerifySpec",
     "VERSION", "default_integration_branch", "format_validation_error",
-    "load_parallelrun", "ref_name_problem", "task_branch",
+    "load_parallelrun", "ref_name_problem", "task_branch", "transcript_ref",
+    "MAX_TRANSCRIPT_BYTES", "TRANSCRIPT_FILE", "Ended", "InvalidTranscript", "Transcript", "parse_transcript",
 ]

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from .common import API_VERSION, COMMIT_PATTERN, Model
 from .parallelrun import AgentSpec, Budget, ObjectMeta, RepoSpec, ResourceRequirements, RetryPolicy, TaskName
-from .status import Condition, TaskStatus
+from .status import Condition, TaskStatus, Usage
 
 
 class SkipRequest(Model):
@@ -36,6 +36,20 @@ class AgentTaskSpec(Model):
         "it in each attempt's copy of the spec; an attempt resumes the branch only while it holds exactly this "
         "commit, and a branch braid has no record of is never adopted: the task fails with BranchExists.",
     )
+    last_transcript: str | None = Field(
+        None,
+        pattern=COMMIT_PATTERN,
+        description="The commit braid last pushed to the task's transcript ref refs/braid/<run>/transcripts/<task> "
+        "(the task's status.transcript). An attempt continues the saved conversation, and replaces it, only while "
+        "the ref holds exactly this commit (or does not exist); a ref braid has no record of is neither read nor "
+        "overwritten.",
+    )
+    spent: Usage | None = Field(
+        None,
+        description="What the task's earlier attempts spent, as the launcher counted them (the task's status.usage); "
+        "`budget` is the share less this. A resumed conversation's own record of what it spent counts where it is "
+        "more.",
+    )
     agent: AgentSpec = Field(default_factory=AgentSpec, description="Run defaults with the task's overrides applied.")
     resources: ResourceRequirements | None = None
     timeout_seconds: int = Field(3600, ge=1)
@@ -62,6 +76,10 @@ class AgentTaskStatus(TaskStatus):
         0, description="Attempts lost to eviction, node loss or a deleted pod; not counted against retry.limit."
     )
     usage_attempts: int = Field(0, description="Attempts whose usage is included in usage.")
+    transcript: str | None = Field(
+        None, description="The commit braid last pushed to the task's transcript ref (anthropic backend): the "
+        "saved conversation a later attempt continues.",
+    )
     conditions: list[Condition] = Field(default_factory=list)
     attempt_started_at: str | None = None
     next_attempt_at: str | None = None

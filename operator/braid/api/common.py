@@ -131,6 +131,12 @@ def task_branch(run: str, task: str) -> str:
     return f"braid/{run}/tasks/{task}"
 
 
+def transcript_ref(run: str, task: str) -> str:
+    """The full ref of a task's saved conversation (anthropic backend): outside refs/heads/ and
+    refs/tags/, so no branch (task or integration) and no tag can ever collide with it."""
+    return f"refs/braid/{run}/transcripts/{task}"
+
+
 def default_integration_branch(run: str) -> str:
     return f"braid/{run}/merged"
 

@@ -260,8 +260,9 @@ class TaskSpec(Model):
         default_factory=list, max_length=64, description="Where in the repository the task is expected to work."
     )
     agent: AgentSpec | None = None
-    priority: int = Field(
-        0, ge=-1000, le=1000, description="Higher starts first under strategy priority and breaks ties under the others."
+    priority: int | None = Field(
+        None, ge=-1000, le=1000,
+        description="Default 0. Higher starts first under strategy priority and breaks ties under the others.",
     )
     estimated_cost_usd: float | None = Field(
         None, alias="estimatedCostUSD", ge=0, le=1e6, description="What the task is expected to cost (strategy costFirst)."

@@ -20,6 +20,7 @@ class TaskResult(Model):
     phase: Literal["Succeeded", "Failed", "Cancelled"]
     branch: str
     commit: str | None = None
+    transcript: str | None = Field(None, description="The commit pushed to the task's transcript ref, if any.")
     changed_files: list[str] = Field(default_factory=list)
     changed_files_total: int = 0
     usage: Usage = Field(default_factory=Usage)

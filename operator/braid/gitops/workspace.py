@@ -249,15 +249,24 @@ def push_branch(repo: Repo, branch: str, lease: str, env: Mapping[str, str] | No
     working copy has it.
     """
     head = repo.out("rev-parse", "HEAD")
-    code, out, err = repo.run("push", "--porcelain", "--no-verify", f"--force-with-lease=refs/heads/{branch}:{lease}",
-                              "origin", f"{head}:refs/heads/{branch}", check=False, env=env)
+    push_ref(repo, f"refs/heads/{branch}", head, lease, env, shown=branch)
+    return head
+
+
+def push_ref(repo: Repo, ref: str, commit: str, lease: str, env: Mapping[str, str] | None = None,
+             shown: str | None = None) -> None:
+    """Push `commit` to the full ref `ref`, only if the remote still holds `lease` ('' = must not exist).
+
+    Raises BranchMoved (naming `shown`, or the ref) when the remote holds something else.
+    """
+    code, out, err = repo.run("push", "--porcelain", "--no-verify", f"--force-with-lease={ref}:{lease}",
+                              "origin", f"{commit}:{ref}", check=False, env=env)
     if code != 0:
         # with --porcelain the per-ref verdict ("[rejected] (stale info)") goes to stdout
         said = out + err
         if "stale info" in said or "[rejected]" in said or "fetch first" in said:
-            raise BranchMoved(branch, said)
+            raise BranchMoved(shown or ref, said)
         raise GitError(["push"], code, said)
-    return head
 
 
 class BranchMoved(RuntimeError):

@@ -53,6 +53,7 @@ from braid.plan import (
 from braid.text import printable
 
 from .children import forget, spawn, stop_leftovers
+from .clean import RunState, inspect, remove_copies, write_run_record
 from .control import CANCEL_FILE, RUN_FILE, state_dir_for
 from .lock import state_lock
 from .progress import Progress
@@ -103,6 +104,8 @@ class LocalOptions:
     """auto: bubblewrap when it works here, a loud warning when not; bwrap: required; none: unconfined."""
     shared: list[Path] = field(default_factory=list)
     """Directories every sandboxed agent may write (--share)."""
+    keep_workdirs: bool = False
+    """Keep the working copies of a run that succeeded (a run that did not keeps them anyway)."""
     limits: str = "auto"
     """auto: cgroups where they work, else rlimits and a warning; cgroup: required; rlimit: never cgroups."""
     sample_seconds: float = 1.0
@@ -150,6 +153,8 @@ class LocalRun:
         """How attempts are held to their limits; None until checked."""
         # a key from the environment reaches each agent-run on its stdin, never in its environment
         self.env_api_key = None if self.options.api_key_file else (os.environ.get("ANTHROPIC_API_KEY") or None)
+        self.workdirs: RunState | None = None
+        """The working copies as the end of the run left them (None: not looked at, all kept)."""
 
     @property
     def status(self) -> ParallelRunStatus:
@@ -264,12 +269,15 @@ class LocalRun:
             if stopped:
                 log.warning("stopped agents left running by an earlier run: %s", ", ".join(stopped))
             (self.state_dir / "tasks").mkdir(parents=True, exist_ok=True)
+            write_run_record(self.state_dir, self.run.name, self.url, self.cache_root)
             # a `braid cancel` meant for an earlier run of this state directory
             (self.state_dir / CANCEL_FILE).unlink(missing_ok=True)
             _write_json(self.state_dir / RUN_FILE, self.run.model_copy(update={"status": None}).wire())
             self._resume()
             self._loop()
             self._save()
+            if self.status.phase == "Succeeded" and not self.options.keep_workdirs:
+                self._remove_workdirs()
             self._emit(Event("Warning" if self.status.phase in ("Failed", "Conflicted") else "Normal", "RunEnded",
                              self.status.message or self.status.phase or ""), phase=self.status.phase)
         return self.status
@@ -309,6 +317,14 @@ class LocalRun:
             progress.stop()
             signal.signal(signal.SIGINT, previous)
             signal.signal(signal.SIGTERM, previous_term)
+
+    def _remove_workdirs(self) -> None:
+        """The working copies of a run that succeeded go, as `braid clean` would remove them: only
+        those whose work is all on the remote (checked there); any other stays and is reported."""
+        state = RunState(path=self.state_dir, name=self.run.name, repository=self.url)
+        inspect(state, self.cache_root, self._auth_env())
+        remove_copies(state)
+        self.workdirs = state
 
     def _on_interrupt(self, signum: int, _frame: object) -> None:
         self.cancelled = True
@@ -593,8 +609,9 @@ class LocalRun:
         and its branch still holds the commit it produced; every other task runs (again).
 
         What braid pushed before is remembered across runs: each task's last pushed commit (so
-        a task that runs again resumes its own branch, and only that), and the integration
-        commit the last merge pushed (so the merge may replace it).
+        a task that runs again resumes its own branch, and only that) and transcript (so its
+        conversation goes on), and the integration commit the last merge pushed (so the merge
+        may replace it).
         """
         previous = _read_previous(self.state_dir / "tasks.json")
         for name, old in previous.items():
@@ -628,7 +645,8 @@ class LocalRun:
             else:
                 rerun.add(name)
                 self.tasks[name] = AgentTaskStatus(phase="Pending", branch=self.run.branch_of(name),
-                                                   commit=old.commit if old is not None else None)
+                                                   commit=old.commit if old is not None else None,
+                                                   transcript=old.transcript if old is not None else None)
             self._conditions(name, now)
         # the order of the spec, as the status shows it
         self.tasks = {t.name: self.tasks[t.name] for t in self.run.spec.tasks}
@@ -654,7 +672,7 @@ def task_fingerprints(run: ParallelRun) -> dict[str, str]:
     prints: dict[str, str] = {}
     for task in run.spec.tasks:
         spec = task_spec(run, task).wire()
-        for owned in ("suspend", "budget", "skip", "lastPushed"):
+        for owned in ("suspend", "budget", "skip", "lastPushed", "lastTranscript", "spent"):
             spec.pop(owned, None)
         prints[task.name] = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
     return prints

@@ -73,7 +73,11 @@ def attempt_budget(share: Budget | None, used: Usage | None) -> Budget | None:
 
 
 def add_usage(status: AgentTaskStatus, attempt: int, result: TaskResult | None) -> Usage | None:
-    """Count an ended attempt's usage and commit once (attempts are counted in order); the usage added."""
+    """Count an ended attempt's usage, commit and transcript once (attempts are counted in order); the usage added.
+
+    The commit and the transcript are braid's record of what it pushed: the next attempt may
+    resume (and replace) the task branch and the transcript ref only while they hold them.
+    """
     if attempt <= status.usage_attempts:
         return None
     status.usage_attempts = attempt
@@ -81,6 +85,8 @@ def add_usage(status: AgentTaskStatus, attempt: int, result: TaskResult | None) 
         return None
     if result.commit:
         status.commit = result.commit
+    if result.transcript:
+        status.transcript = result.transcript
     if result.usage.total_tokens + result.usage.cost_usd <= 0:
         return None
     status.usage = (status.usage or Usage()) + result.usage

@@ -163,7 +163,7 @@ def step(
 
 def start_order(run: ParallelRun) -> dict[str, tuple[float, ...]]:
     """The order ready tasks start in, by spec.scheduling.strategy and the tasks' priorities."""
-    tasks = [Ranked(t.name, tuple(t.depends_on), t.priority, t.estimated_cost_usd, len(t.prompt))
+    tasks = [Ranked(t.name, tuple(t.depends_on), t.priority or 0, t.estimated_cost_usd, len(t.prompt))
              for t in run.spec.tasks]
     return ranks(tasks, run.spec.scheduling.strategy)
 

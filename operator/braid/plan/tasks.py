@@ -28,15 +28,19 @@ def task_spec(run: ParallelRun, task: TaskSpec) -> AgentTaskSpec:
 
 
 def attempt_spec(spec: AgentTaskSpec, status: AgentTaskStatus | None, budget: Budget | None) -> AgentTaskSpec:
-    """What one attempt of a task runs: its spec, released, with what the attempt may spend and
-    the commit braid last pushed to the task's branch.
+    """What one attempt of a task runs: its spec, released, with what the attempt may spend (and
+    what earlier attempts spent), and the commits braid last pushed to the task's branch and to
+    its transcript ref.
 
-    That record is the task's own status.commit (the commit its last reported attempt pushed),
-    never anything read from git: the runner resumes the branch only while it holds exactly
-    that commit, so a branch someone else created or moved is not taken for braid's work.
+    Those records are the task's own status.commit and status.transcript (what its last reported
+    attempts pushed), never anything read from git: the runner resumes the branch, and continues
+    the saved conversation, only while they hold exactly those commits, so a ref someone else
+    created or moved is not taken for braid's work.
     """
     return spec.model_copy(update={
         "suspend": False,
         "budget": budget,
         "last_pushed": status.commit if status is not None else None,
+        "last_transcript": status.transcript if status is not None else None,
+        "spent": status.usage if status is not None else None,
     })

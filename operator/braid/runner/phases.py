@@ -2,13 +2,15 @@
 
 - `prepare` (an init container, with the git credentials): fetches, makes the working copy,
   checks out the task's branch, and leaves what publishing needs in the state directory,
-  which only braid's containers mount.
+  which only braid's containers mount; the conversation saved with the work it resumes
+  (anthropic backend) goes to the handoff directory for the agent to continue.
 - `agent` (the agent image, no secret mounted): runs the agent in the working copy, whose
   .git it sees read-only, and reaches the model through the proxy on loopback with a
-  placeholder key. It writes its outcome to the handoff directory.
+  placeholder key. It writes its outcome, and its conversation as it goes, to the handoff directory.
 - `publish` (braid's runner, with the git credentials and the API key): serves the
   key-injecting proxy, waits for the agent's outcome (or the deadline, or SIGTERM),
-  then commits, scans and pushes exactly as a local run does, and reports the result.
+  then commits, scans and pushes exactly as a local run does (the conversation in the handoff
+  directory included, checked like any read-back one), and reports the result.
 
 The agent container can write the handoff directory, so what it reports about itself
 (its summary and usage) is only as trustworthy as the agent; what was pushed, and where,
@@ -35,6 +37,7 @@ from braid.gitops import ObjectCache, Prepared, Repo, git_auth_env, normalize_ur
 from .run import (
     Ready,
     RunnerPaths,
+    TranscriptLease,
     agent_time,
     held_secrets,
     model_upstream,
@@ -49,6 +52,7 @@ log = logging.getLogger("braid.runner")
 PREPARED = "prepared.json"
 READY = "ready.json"
 OUTCOME = "outcome.json"
+CONVERSATION = "transcript.json"
 MODEL_PROXY_ENV = "BRAID_MODEL_PROXY"
 MODEL_KEY_ENV = "BRAID_MODEL_KEY"
 MAX_OUTCOME = 1024 * 1024
@@ -63,11 +67,12 @@ def _write(path: Path, data: object) -> None:
 def prepare_phase(spec: AgentTaskSpec, paths: RunnerPaths, state: Path, handoff: Path) -> TaskResult | None:
     """The init container. A failure is recorded for the publish container to report; None on success."""
     started = time.monotonic()
-    ready = prepare(spec, paths, started)
+    ready = prepare(spec, paths, started, handoff / CONVERSATION)
     if isinstance(ready, TaskResult):
         _write(state / PREPARED, {"result": ready.wire()})
         return ready
-    _write(state / PREPARED, {"startedAt": time.time(), "prepared": asdict(ready.prepared)})
+    _write(state / PREPARED, {"startedAt": time.time(), "prepared": asdict(ready.prepared),
+                              "transcript": asdict(ready.transcript) if ready.transcript else None})
     _write(handoff / READY, {"startedAt": time.time()})
     return None
 
@@ -82,7 +87,7 @@ def agent_phase(spec: AgentTaskSpec, workdir: Path, handoff: Path, cancel: threa
     url, key = os.environ.get(MODEL_PROXY_ENV), os.environ.get(MODEL_KEY_ENV)
     model = ModelAccess(url, key) if url and key else None
     started = time.monotonic() - max(0.0, time.time() - began)
-    outcome = run_agent(spec, workdir, agent_time(spec, started), cancel, model)
+    outcome = run_agent(spec, workdir, agent_time(spec, started), cancel, model, transcript=handoff / CONVERSATION)
     _write(handoff / OUTCOME, {"ok": outcome.ok, "summary": outcome.summary, "usage": outcome.usage.wire(),
                                "reason": outcome.reason, "message": outcome.message})
     return outcome
@@ -118,7 +123,9 @@ def publish_phase(spec: AgentTaskSpec, paths: RunnerPaths, state: Path, handoff:
     url = normalize_url(spec.repo.url)
     ready_repo = Repo(paths.workdir)
     cache = Repo(ObjectCache(paths.cache_dir).path_for(url))
-    ready = Ready(ready_repo, cache, url, prepared, git_auth_env(paths.credentials_dir))
+    lease = recorded.get("transcript")
+    ready = Ready(ready_repo, cache, url, prepared, git_auth_env(paths.credentials_dir),
+                  TranscriptLease(**lease) if lease else None)
     key = read_api_key(paths)
     secrets = held_secrets(key, paths)
     proxy = None
@@ -140,4 +147,4 @@ def publish_phase(spec: AgentTaskSpec, paths: RunnerPaths, state: Path, handoff:
     finally:
         if proxy is not None:
             proxy.__exit__(None, None, None)
-    return publish(spec, paths, ready, outcome, secrets, started)
+    return publish(spec, paths, ready, outcome, secrets, started, handoff / CONVERSATION)

@@ -16,13 +16,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from braid.agents import AgentContext, AgentError, AgentOutcome, ModelAccess, get_agent
-from braid.api import AgentTaskSpec, TaskResult
+from braid.api import (
+    MAX_TRANSCRIPT_BYTES,
+    TRANSCRIPT_FILE,
+    AgentTaskSpec,
+    Ended,
+    InvalidTranscript,
+    TaskResult,
+    parse_transcript,
+    transcript_ref,
+)
 from braid.confine import ModelProxy, Placement, Sandbox, SandboxUnavailable, find_sandbox
 from braid.confine.limits import Cgroup
 from braid.gitops import (
     BranchExists,
     BranchMoved,
     DependencyConflict,
+    FileTooLarge,
     GitError,
     MissingRef,
     ObjectCache,
@@ -32,12 +42,16 @@ from braid.gitops import (
     Secrets,
     changed_files,
     commit_all,
+    fetch_ref,
+    file_commit,
     git_auth_env,
     mark_pushed,
     normalize_url,
     open_workspace,
     prepare_branch,
     push_branch,
+    push_ref,
+    read_file,
     reset_git_dir,
     scan_outgoing,
 )
@@ -62,6 +76,11 @@ class RunnerPaths:
     """Directories the sandbox lets the agent write besides its working copy."""
     placement: Placement = field(default_factory=Placement)
     """The cgroup the launcher made for this attempt's agent processes, or the rlimit they get instead."""
+
+    @property
+    def conversation(self) -> Path:
+        """Where a local run keeps the task's conversation: beside the working copy, which the sandbox hides."""
+        return self.workdir.parent / f".{self.workdir.name}.transcript.json"
 
 
 def commit_message(spec: AgentTaskSpec, outcome: AgentOutcome) -> str:
@@ -115,6 +134,14 @@ def _sandbox(spec: AgentTaskSpec, paths: RunnerPaths, cache: Repo, url: str) -> 
 
 
 @dataclass
+class TranscriptLease:
+    """The task's transcript ref, which this attempt may replace: what it held when fetched ('' none)."""
+
+    ref: str
+    lease: str
+
+
+@dataclass
 class Ready:
     """A prepared working copy and what publishing its work needs."""
 
@@ -123,6 +150,13 @@ class Ready:
     url: str
     prepared: Prepared
     auth: dict[str, str]
+    transcript: TranscriptLease | None = None
+    """None: the task's conversation is not saved (its backend keeps none, or the ref is not braid's)."""
+
+
+def keeps_conversation(spec: AgentTaskSpec) -> bool:
+    """The backends whose conversation braid saves with the work and continues in a later attempt."""
+    return spec.agent.effective_backend == "anthropic"
 
 
 def _failure(spec: AgentTaskSpec, reason: str, message: str, started: float) -> TaskResult:
@@ -130,8 +164,14 @@ def _failure(spec: AgentTaskSpec, reason: str, message: str, started: float) -> 
                       message=message, duration_seconds=round(time.monotonic() - started, 3))
 
 
-def prepare(spec: AgentTaskSpec, paths: RunnerPaths, started: float) -> Ready | TaskResult:
-    """Fetch, make the working copy and check out the task's branch; a TaskResult when that fails."""
+def prepare(spec: AgentTaskSpec, paths: RunnerPaths, started: float, conversation: Path | None = None) -> Ready | TaskResult:
+    """Fetch, make the working copy and check out the task's branch; a TaskResult when that fails.
+
+    With `conversation`, the conversation braid saved with the work the attempt resumes is
+    written there for the agent to continue (and nothing is there otherwise).
+    """
+    if conversation is not None:
+        conversation.unlink(missing_ok=True)
     auth = git_auth_env(paths.credentials_dir)
     url = normalize_url(spec.repo.url)
     repo = None
@@ -157,7 +197,108 @@ def prepare(spec: AgentTaskSpec, paths: RunnerPaths, started: float) -> Ready | 
         " (resumed from the pushed branch)" if prepared.resumed else "",
         f", with {', '.join(prepared.merged_dependencies)} merged" if prepared.merged_dependencies else "",
     )
-    return Ready(repo, cache, url, prepared, auth)
+    transcript = None
+    if conversation is not None and keeps_conversation(spec):
+        transcript = fetch_conversation(spec, repo, auth, prepared, conversation)
+    return Ready(repo, cache, url, prepared, auth, transcript)
+
+
+def fetch_conversation(spec: AgentTaskSpec, repo: Repo, auth: dict[str, str], prepared: Prepared,
+                       path: Path) -> TranscriptLease | None:
+    """Fetch the task's transcript ref and, when braid wrote it and it goes with the branch this attempt
+    resumes, write the conversation to `path`. Whether (and on what lease) the attempt may replace it.
+
+    The ref is braid's only while it holds exactly the commit braid last pushed there
+    (spec.lastTranscript), or does not exist; any other is neither read nor overwritten.
+    """
+    ref = transcript_ref(spec.run, spec.task)
+    try:
+        tip = fetch_ref(repo, ref, auth)
+    except GitError as exc:
+        log.warning("cannot fetch %s (%s): the conversation is neither continued nor saved", ref, exc)
+        return None
+    if tip is None:
+        return TranscriptLease(ref, "")
+    if tip != spec.last_transcript:
+        recorded = f"not at {spec.last_transcript[:12]} where braid last pushed it" if spec.last_transcript else \
+            "and braid did not push it"
+        log.warning("%s is at %s, %s: braid neither continues nor replaces it (delete it to have this task's "
+                    "conversation saved again)", ref, tip[:12], recorded)
+        return None
+    lease = TranscriptLease(ref, tip)
+    try:
+        data = read_file(repo, tip, TRANSCRIPT_FILE, MAX_TRANSCRIPT_BYTES)
+        if data is None:
+            raise InvalidTranscript(f"its commit has no {TRANSCRIPT_FILE}")
+        saved = parse_transcript(data)
+    except (InvalidTranscript, FileTooLarge) as exc:
+        log.warning("the conversation on %s is not continued: %s", ref, exc)
+        return lease
+    if not prepared.resumed or saved.commit != prepared.lease:
+        log.info("the conversation on %s is not continued: it was saved with commit %s, the task branch %s", ref,
+                 (saved.commit or "?")[:12], f"is at {prepared.lease[:12]}" if prepared.resumed else "starts afresh")
+        return lease
+    _write_bytes(path, saved.dumps())
+    log.info("the conversation saved on %s (%d messages) is there to be continued", ref, len(saved.messages))
+    return lease
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def save_conversation(spec: AgentTaskSpec, ready: Ready, path: Path, commit: str, outcome: AgentOutcome,
+                      secrets: Secrets) -> tuple[str | None, str | None]:
+    """Push the conversation at `path` to the task's transcript ref, with the work at `commit`.
+
+    (the transcript commit pushed, or None; a note for the task's message, or None). What the
+    agent left is checked as any read-back conversation is, and scanned for secrets like the
+    work: a conversation holding one is not pushed.
+    """
+    lease = ready.transcript
+    if lease is None:
+        return None, None
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_TRANSCRIPT_BYTES + 1)
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        log.warning("the conversation is not saved: cannot read it: %s", exc.strerror)
+        return None, None
+    try:
+        saved = parse_transcript(data)
+    except InvalidTranscript as exc:
+        log.warning("the conversation is not saved: %s", exc)
+        return None, None
+    ended = Ended(ok=outcome.ok, reason=(outcome.reason or "")[:128] or None,
+                  message=(outcome.message or "")[:4096] or None)
+    saved = saved.model_copy(update={"commit": commit, "ended": ended})
+    text = saved.dumps().decode()
+    if len(text) > MAX_TRANSCRIPT_BYTES:
+        log.warning("the conversation is not saved: it is larger than %d bytes", MAX_TRANSCRIPT_BYTES)
+        return None, None
+    repo = ready.repo
+    message = (f"{spec.task}: conversation\n\nThe conversation of task {spec.task}, saved with {commit[:12]}.\n\n"
+               f"Braid-Run: {spec.run}\nBraid-Task: {spec.task}\n")
+    try:
+        saved_commit = file_commit(repo, TRANSCRIPT_FILE, text, message)
+        leak = scan_outgoing(repo, saved_commit, secrets)
+        if leak is not None:
+            log.error("the conversation is not saved: %s", leak)
+            return None, f"the conversation was not saved: {leak}"
+        push_ref(repo, lease.ref, saved_commit, lease.lease, ready.auth)
+    except BranchMoved:
+        log.warning("%s changed on the remote while the task ran: not overwriting it; the conversation is not saved",
+                    lease.ref)
+        return None, None
+    except GitError as exc:
+        log.warning("the conversation is not saved: %s", exc)
+        return None, None
+    log.info("conversation saved on %s at %s", lease.ref, saved_commit[:12])
+    return saved_commit, None
 
 
 def held_secrets(key: str | None, paths: RunnerPaths) -> Secrets:
@@ -169,7 +310,7 @@ def run_task(spec: AgentTaskSpec, paths: RunnerPaths, cancel: threading.Event | 
     """The whole task in one process (local mode): prepare, run the agent, publish its work."""
     cancel = cancel or threading.Event()
     started = time.monotonic()
-    ready = prepare(spec, paths, started)
+    ready = prepare(spec, paths, started, paths.conversation)
     if isinstance(ready, TaskResult):
         return ready
     try:
@@ -182,9 +323,9 @@ def run_task(spec: AgentTaskSpec, paths: RunnerPaths, cancel: threading.Event | 
     with contextlib.ExitStack() as stack:
         model = stack.enter_context(model_access(key, model_upstream(spec.agent.env), secrets)) if key else None
         outcome = run_agent(spec, paths.workdir, agent_time(spec, started), cancel, model, secrets.redact, sandbox,
-                            paths.placement)
+                            paths.placement, transcript=paths.conversation)
     outcome = memory_verdict(spec, outcome, paths.placement)
-    return publish(spec, paths, ready, outcome, secrets, started)
+    return publish(spec, paths, ready, outcome, secrets, started, paths.conversation)
 
 
 def memory_verdict(spec: AgentTaskSpec, outcome: AgentOutcome, placement: Placement) -> AgentOutcome:
@@ -212,7 +353,7 @@ def agent_time(spec: AgentTaskSpec, started: float) -> float:
 
 def run_agent(spec: AgentTaskSpec, workdir: Path, timeout: float, cancel: threading.Event, model: ModelAccess | None,
               redact: Callable[[str], str] = lambda text: text, sandbox: Sandbox | None = None,
-              placement: Placement | None = None) -> AgentOutcome:
+              placement: Placement | None = None, transcript: Path | None = None) -> AgentOutcome:
     ctx = AgentContext(
         run=spec.run,
         task=spec.task,
@@ -223,6 +364,8 @@ def run_agent(spec: AgentTaskSpec, workdir: Path, timeout: float, cancel: thread
         paths=spec.paths,
         depends_on=spec.depends_on,
         budget=spec.budget,
+        spent=spec.spent,
+        transcript=transcript if keeps_conversation(spec) else None,
         model=model,
         redact=redact,
         sandbox=sandbox,
@@ -240,8 +383,9 @@ def run_agent(spec: AgentTaskSpec, workdir: Path, timeout: float, cancel: thread
 
 
 def publish(spec: AgentTaskSpec, paths: RunnerPaths, ready: Ready, outcome: AgentOutcome, secrets: Secrets,
-            started: float) -> TaskResult:
-    """Commit the agent's work (whatever its outcome, so a retry resumes from it), check it, push it."""
+            started: float, conversation: Path | None = None) -> TaskResult:
+    """Commit the agent's work (whatever its outcome, so a retry resumes from it), check it, push it,
+    and with it the agent's conversation at `conversation`, for the next attempt to continue."""
     result = TaskResult(run=spec.run, task=spec.task, phase="Failed", branch=spec.branch)
     repo = ready.repo
     try:
@@ -261,8 +405,18 @@ def publish(spec: AgentTaskSpec, paths: RunnerPaths, ready: Ready, outcome: Agen
             result.commit = push_branch(repo, spec.branch, ready.prepared.lease, ready.auth)
             mark_pushed(paths.workdir)
             result.changed_files = changed_files(repo, ready.prepared.start)
+            notes = []
             if committed.left_out:
-                note = f"left out of the commit (git refuses these paths): {', '.join(committed.left_out[:20])}"
+                notes.append(f"left out of the commit (git refuses these paths): {', '.join(committed.left_out[:20])}")
+            if conversation is not None:
+                try:
+                    result.transcript, note = save_conversation(spec, ready, conversation, result.commit, outcome,
+                                                                secrets)
+                except Exception:  # the work is pushed: what braid records of it must reach the launcher
+                    log.exception("the conversation is not saved")
+                    note = None
+                notes += [note] if note else []
+            for note in notes:
                 outcome.message = f"{outcome.message}; {note}" if outcome.message else note
     except (GitError, BranchMoved) as exc:
         outcome = AgentOutcome(False, usage=outcome.usage, reason="PushFailed", message=str(exc))

@@ -7,14 +7,15 @@ import warnings
 from typing import Any
 
 import anthropic
+from pydantic import ValidationError
 
-from braid.api import Usage
+from braid.api import InvalidTranscript, Transcript, Usage
 from braid.plan import BUDGET_EXCEEDED, share_spent
 
 from ..base import AgentContext, AgentError, AgentOutcome
 from ..command import minimal_env
 from ..pricing import Price, price_for, turn_usage
-from . import prompt
+from . import conversation, prompt
 from .errors import classify
 from .retry import Interrupted, Retrier
 from .settings import Settings, model_access
@@ -59,6 +60,18 @@ class Session:
         self._warned: set[str] = set()
         self.system = prompt.system_blocks(settings.system_prompt, prompt.repository_notes(ctx.workdir))
         self.tool_defs = prompt.tool_definitions()
+        self.first = prompt.first_message(ctx)
+        # the repository's notes are left out: a new attempt reads them afresh
+        self.fingerprint = conversation.fingerprint(settings.model, self.system[0]["text"], self.tool_defs,
+                                                    self.first)
+        self.messages: list[dict[str, Any]] = [self.first]
+        self.prior = Usage()
+        """What the conversation this attempt continues had spent."""
+        self.carried = Usage()
+        """The part of `prior` that braid's count of the task's attempts (ctx.spent) does not hold."""
+        self.omitted = 0
+        self.answered = False
+        """A response arrived in this attempt: until then the saved conversation stays as it was."""
         self.tools = Toolbox(ctx.workdir, self._tool_env(), ctx.cancel, self.time_left, self.redact, ctx.sandbox,
                              ctx.placement)
         self.retrier = Retrier(settings.max_retries, ctx.cancel, self.time_left, ctx.log)
@@ -101,13 +114,16 @@ class Session:
             self.client.close()
 
     def _loop(self) -> AgentOutcome:
-        messages: list[dict[str, Any]] = [prompt.first_message(self.ctx)]
+        messages = self.messages = self._start()
+        if (over := share_spent(self.carried, self.ctx.budget)) is not None:
+            return self._end(False, BUDGET_EXCEEDED, f"not continued: the conversation of earlier attempts {over}")
         max_turns = self.settings.max_turns
         for turn in range(1, max_turns + 1):
             if (stopped := self._interrupted()) is not None:
                 return stopped
             message, complete = self.retrier.call(lambda: self._ask(messages))
             if message is not None:
+                self.answered = True
                 self._count(turn, message)
             if not complete:
                 return self._interrupted() or self._cancelled()
@@ -120,16 +136,20 @@ class Session:
                 return self._end(False, "Refused", "the model declined to continue (stop reason: refusal)")
             if reason == "model_context_window_exceeded":
                 return self._end(False, "ContextWindowExceeded", "the conversation outgrew the model's context window")
+            if content:
+                messages.append({"role": "assistant", "content": content})
             if reason in ("end_turn", "stop_sequence", None) or not content:
                 return self._end(True)
-            messages.append({"role": "assistant", "content": content})
+            if reason in ("tool_use", "max_tokens"):
+                self._save()  # what the model asked for, should the attempt end while it runs
             if reason == "tool_use":
                 results = self._run_tools(message)
                 messages.append({"role": "user", "content": results})
             elif reason == "max_tokens":
                 messages.append({"role": "user", "content": self._cut_off(message)})
             # pause_turn: the assistant message goes back as it is and the model resumes it
-            if (over := share_spent(self.usage, self.ctx.budget)) is not None:
+            self._save()
+            if (over := share_spent(self.usage + self.carried, self.ctx.budget)) is not None:
                 return self._end(False, BUDGET_EXCEEDED, f"stopped after turn {turn}: {over}")
         return self._end(False, "MaxTurns", f"stopped after maxTurns ({max_turns}) turns without finishing")
 
@@ -187,6 +207,63 @@ class Session:
             return [{"type": "tool_result", "tool_use_id": b.id, "content": CUT_OFF, "is_error": True} for b in calls]
         return [{"type": "text", "text": "Your response was cut off by the max_tokens limit; continue where it stopped."}]
 
+    # -- the saved conversation --------------------------------------------------------------
+
+    def _start(self) -> list[dict[str, Any]]:
+        """The conversation to send first: an earlier attempt's, continued, when it applies; else the task."""
+        path, log = self.ctx.transcript, self.ctx.log
+        if path is None:
+            return [self.first]
+        try:
+            saved = conversation.load(path)
+            if saved is None:
+                return [self.first]
+            if saved.fingerprint != self.fingerprint:
+                log.info("the conversation of an earlier attempt is not continued: the task's prompt, the system "
+                         "prompt or the model (or braid's tools) changed since; starting afresh")
+                return [self.first]
+            messages = conversation.repair(saved.api_messages(), self.first)
+        except InvalidTranscript as exc:
+            log.warning("the conversation of an earlier attempt is not continued: %s; starting afresh", exc)
+            return [self.first]
+        room = conversation.RESUME_TOKENS * conversation.CHARS_PER_TOKEN - 2 * conversation.NOTE_LIMIT - 1000
+        fitted = conversation.fit(messages, room)
+        if fitted is None or len(fitted[0]) < 2:
+            log.warning("the conversation of an earlier attempt is not continued: %s; starting afresh",
+                        "it has no response to continue from" if fitted is not None else
+                        f"its last turn alone is over about {conversation.RESUME_TOKENS} tokens")
+            return [self.first]
+        messages, dropped = fitted
+        self.prior, self.omitted = saved.usage, saved.omitted_turns + dropped
+        self.carried = conversation.carried(saved.usage, self.ctx.spent)
+        log.info("continuing the conversation of an earlier attempt: %d messages%s; it had spent $%.4f, "
+                 "%d tokens in and out", len(messages), f" ({dropped} older turns left out)" if dropped else "",
+                 saved.usage.cost_usd, saved.usage.input_tokens + saved.usage.output_tokens)
+        note = conversation.resume_note(saved.ended, self.omitted, bool(self.ctx.depends_on))
+        return conversation.with_note(messages, note)
+
+    def _save(self) -> None:
+        """Write the conversation so far where the runner pushes it from; a problem is logged, never raised."""
+        path = self.ctx.transcript
+        if path is None or not self.answered:
+            return
+        try:
+            saved = Transcript.model_validate({
+                "fingerprint": self.fingerprint, "usage": (self.prior + self.usage).wire(),
+                "omittedTurns": self.omitted, "messages": self.messages,
+            })
+            if not conversation.save(path, saved):
+                self._warn_once("the conversation is too large to save, even with older turns left out")
+        except ValidationError as exc:
+            self._warn_once(f"the conversation cannot be saved: {exc.errors()[0].get('msg', 'invalid')}")
+        except OSError as exc:
+            self._warn_once(f"the conversation cannot be saved: {exc.strerror or exc}")
+
+    def _warn_once(self, text: str) -> None:
+        if text not in self._warned:
+            self._warned.add(text)
+            self.ctx.log.warning("%s", text)
+
     # -- bookkeeping ------------------------------------------------------------------------
 
     def _count(self, turn: int, message: Any) -> None:
@@ -221,6 +298,7 @@ class Session:
         return self._end(False, "Timeout", f"timed out after {self.ctx.timeout_seconds:g}s; the work so far is kept")
 
     def _end(self, ok: bool, reason: str | None = None, message: str | None = None) -> AgentOutcome:
+        self._save()
         return AgentOutcome(
             ok,
             summary=self.redact(self.summary),

@@ -10,8 +10,8 @@ if TYPE_CHECKING:
     from .run import RunObservation, RunPlan
 
 # the run sets these as it admits, skips and suspends (and each attempt's copy of the spec
-# carries lastPushed); an edit of the task does not
-RUN_OWNED_FIELDS = ("suspend", "budget", "skip", "lastPushed", "cancel")
+# carries lastPushed, lastTranscript and spent); an edit of the task does not
+RUN_OWNED_FIELDS = ("suspend", "budget", "skip", "lastPushed", "lastTranscript", "spent", "cancel")
 
 
 def respec(plan: RunPlan, obs: RunObservation) -> None:
