@@ -65,6 +65,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         sandbox=args.sandbox,
         limits=args.limits,
         shared=[Path(p).expanduser().absolute() for p in args.share or []],
+        keep_workdirs=args.keep_workdirs,
     )
     local = LocalRun(run, options)
     try:
@@ -76,10 +77,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     except RunLocked as exc:
         return _fail(str(exc), EXIT_FAILED)
     print(printable(render_summary(run, status)), file=sys.stderr if args.events == "-" else sys.stdout)
-    print(f"logs and worktrees: {local.state_dir}", file=sys.stderr)
+    _report_workdirs(local)
     if args.status_out:
         Path(args.status_out).write_text(json.dumps(status.wire(), indent=2) + "\n")
     return EXIT_OK if status.phase == "Succeeded" else EXIT_FAILED
+
+
+def _report_workdirs(local) -> None:
+    """Where the run's files are, and what became of its working copies."""
+    work = local.state_dir / "work"
+    tidy = local.workdirs
+    if tidy is None:
+        if local.status.phase == "Succeeded" or not work.is_dir():
+            print(f"logs and status: {local.state_dir}", file=sys.stderr)
+        else:
+            print(f"logs, status and working copies (kept for inspection): {local.state_dir}; "
+                  "`braid clean` removes the working copies once their work is pushed", file=sys.stderr)
+        return
+    removed = [c for c in tidy.copies if c.removed]
+    kept = tidy.kept()
+    print(f"logs and status: {local.state_dir}"
+          + (f" (working copies removed: {len(removed)}; --keep-workdirs keeps them)" if removed else ""),
+          file=sys.stderr)
+    for copy in kept:
+        print(printable(f"braid: kept working copy {work / copy.entry}: {copy.reason}", newlines=False),
+              file=sys.stderr)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -93,6 +115,101 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     print(f"{args.file}: ParallelRun {run.name} is valid ({len(run.spec.tasks)} tasks)")
     return EXIT_OK
+
+
+# -- braid clean ---------------------------------------------------------------------------------
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    from braid.gitops import default_cache_root, git_auth_env
+    from braid.local.clean import clean, describe, human_size, purges_of, remove_run_leftovers, state_dirs
+    from braid.local.control import runs_root
+
+    cache_root = (_path(args.cache_dir) or default_cache_root()).absolute()
+    purging: list[Path] = []
+    if args.state_dir:
+        if args.runs:
+            return _fail("give RUN names or --state-dir, not both")
+        state_dir = Path(args.state_dir).expanduser().absolute()
+        if not state_dir.is_dir():
+            return _fail(f"--state-dir {state_dir}: no such directory")
+        dirs, where = [state_dir], str(state_dir)
+        purging = purges_of(state_dir)
+    else:
+        root = runs_root(cache_root)
+        dirs, purging = state_dirs(root)
+        where = str(root)
+    remove = args.yes
+    if args.runs:
+        named = {d: describe(d).name for d in dirs}
+        unknown = [r for r in args.runs if not any(r in (d.name, n) for d, n in named.items())]
+        if unknown:
+            return _fail(f"no local run named {', '.join(unknown)} under {where} (`braid clean` lists them)")
+        dirs = [d for d, n in named.items() if d.name in args.runs or n in args.runs]
+    else:
+        for path in purging:
+            print(f"{'removed' if remove else 'would be removed (--yes)'}: {path} (left by an interrupted --purge)")
+        if remove:
+            remove_run_leftovers(purging)
+    if not dirs:
+        print(f"no local runs under {where}")
+        return EXIT_OK
+    auth = git_auth_env(_path(args.credentials_dir))
+    refused = freed = 0
+    for state_dir in dirs:
+        state = clean(state_dir, cache_root, auth, remove=remove, forget=args.purge)
+        lines, refusals = _clean_report(state, remove, args.purge)
+        print(printable("\n".join(lines)))
+        for refusal in refusals:
+            print(printable(f"braid: refused: {refusal}", newlines=False), file=sys.stderr)
+        refused += len(refusals)
+        freed += state.size if state.purged else sum(c.size for c in state.copies if c.removed)
+    if remove:
+        print(f"freed {human_size(freed)}")
+    return EXIT_FAILED if refused else EXIT_OK
+
+
+def _clean_report(state, remove: bool, purge: bool) -> tuple[list[str], list[str]]:
+    """The lines `braid clean` prints for one run, and one line per refusal (with --yes)."""
+    from braid.local.clean import human_size
+
+    lines = [f"run {state.name}: {state.ended}, phase {state.phase or '-'}, {human_size(state.size)}, "
+             f"repository {state.repository or '(unknown)'}",
+             f"  state dir {state.path}"]
+    refusals = []
+    if state.holder:
+        lines.append("  working copies not looked at while it runs")
+        if remove:
+            refusals.append(f"run {state.name}: {state.ended} ({state.path})")
+        return lines, refusals
+    if state.problem and not any(c.reason == state.problem for c in state.copies):
+        lines.append(f"  {state.problem}")
+        if remove:
+            refusals.append(f"run {state.name}: {state.problem}")
+    if not state.copies:
+        lines.append("  no working copies")
+    for copy in state.copies:
+        if copy.removed:
+            done = "removed"
+        elif copy.pushed:
+            done = "would be removed (--yes)"
+        else:
+            done = f"kept: {copy.reason}"
+            if remove:
+                refusals.append(f"run {state.name}, task {copy.task} (work/{copy.entry}): {copy.reason}")
+        lines.append(f"  task {copy.task}: work/{copy.entry}  {'pushed' if copy.pushed else 'NOT pushed'}  "
+                     f"{human_size(copy.size)}  {done}")
+    if purge:
+        if state.purged:
+            lines.append("  state dir removed (--purge)")
+        elif not remove and not state.kept() and not state.problem:
+            lines.append("  state dir would be removed (--yes --purge)")
+        else:
+            lines.append("  state dir kept (--purge): " + ("a working copy is kept" if state.kept() else
+                                                           state.problem or "it is a symbolic link"))
+            if remove and not refusals:
+                refusals.append(f"run {state.name}: state dir {state.path} kept: it is a symbolic link")
+    return lines, refusals
 
 
 # -- braid status / logs / cancel (a run in progress, from another terminal) ----------------------------
@@ -305,7 +422,8 @@ def cmd_agent_run(args: argparse.Namespace) -> int:
 def cmd_merge(args: argparse.Namespace) -> int:
     from braid.api import InvalidSpec, MergeRequest
     from braid.gitops import ObjectCache, git_auth_env
-    from braid.merge import run_merge
+    from braid.gitops.secrets import Secrets, credential_files
+    from braid.merge import HandoffVerifier, run_merge
     from braid.runner import TERMINATION_MESSAGE_LIMIT
 
     _setup_logging(args.verbose)
@@ -314,7 +432,13 @@ def cmd_merge(args: argparse.Namespace) -> int:
     except InvalidSpec as exc:
         return _fail(str(exc))
     creds = _path(args.credentials_dir or os.environ.get("BRAID_GIT_CREDENTIALS_DIR"))
-    status = run_merge(request, ObjectCache(Path(args.cache_dir)), git_auth_env(creds))
+    secrets = Secrets.from_files(credential_files(creds))
+    verifier = _merge_verifier(args, creds) if request.verify is not None else None
+    try:
+        status = run_merge(request, ObjectCache(Path(args.cache_dir)), git_auth_env(creds), verifier, secrets.redact)
+    finally:
+        if isinstance(verifier, HandoffVerifier):
+            verifier.finish()
     text = json.dumps(status.wire(), separators=(",", ":"))
     if args.report:
         Path(args.report).write_text(text)
@@ -325,6 +449,42 @@ def cmd_merge(args: argparse.Namespace) -> int:
         publish_merge_report(text)
     print(text)
     return EXIT_OK if status.phase in ("Succeeded", "Conflicted") else EXIT_FAILED
+
+
+def _merge_verifier(args: argparse.Namespace, creds: Path | None):
+    """In the merge Job, the verify container runs spec.merge.verify; elsewhere this process does,
+    in the sandbox when there is one."""
+    import tempfile
+
+    from braid.confine import SandboxUnavailable, find_sandbox
+    from braid.merge import HandoffVerifier, LocalVerifier
+
+    if args.verify_handoff:
+        return HandoffVerifier(Path(args.verify_handoff))
+    try:
+        bwrap: str | None = find_sandbox()
+    except SandboxUnavailable as exc:
+        logging.getLogger("braid.merge").warning("spec.merge.verify runs without a sandbox: %s", exc)
+        bwrap = None
+    hidden = [Path.home(), Path(args.cache_dir).absolute(), *([creds] if creds else [])]
+    return LocalVerifier(Path(tempfile.mkdtemp(prefix="braid-verify-")), bwrap, tuple(hidden))
+
+
+def cmd_verify_serve(args: argparse.Namespace) -> int:
+    import signal
+
+    from braid.merge import serve
+
+    _setup_logging(args.verbose)
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise SystemExit(EXIT_OK)
+
+    # a sidecar: the kubelet stops it once the merge container has ended; exiting earlier would restart it
+    signal.signal(signal.SIGTERM, stop)
+    serve(Path(args.handoff))
+    while True:
+        signal.pause()
 
 
 # -- braid demo / crds ---------------------------------------------------------------------------
@@ -363,6 +523,15 @@ def cmd_operator(args: argparse.Namespace) -> int:
     return run_operator(args)
 
 
+def _state_options(p: argparse.ArgumentParser) -> None:
+    """Where local runs keep their state, the same for `braid run` and `braid clean`."""
+    p.add_argument("--state-dir", metavar="DIR",
+                   help="one run's logs, working copies and status (default: <cache dir>/../runs/<run>-<hash>)")
+    p.add_argument("--cache-dir", metavar="DIR",
+                   help="git object cache (default ~/.cache/braid/git, or $BRAID_CACHE_DIR/git); runs live next to it")
+    p.add_argument("--credentials-dir", metavar="DIR", help="git credentials: username+password or ssh-privatekey")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="braid", description="Run coding agents in parallel, one branch each.")
     p.add_argument("--version", action="version", version=f"braid {__import__('braid').__version__}")
@@ -374,9 +543,7 @@ def parser() -> argparse.ArgumentParser:
     mode.add_argument("--local", action="store_true", help="run here with git worktrees and processes (default)")
     mode.add_argument("--cluster", action="store_true", help=argparse.SUPPRESS)
     r.add_argument("--status-out", metavar="PATH", help="write the final status (ParallelRun .status) as JSON")
-    r.add_argument("--state-dir", metavar="DIR", help="logs, worktrees and status (default under the cache dir)")
-    r.add_argument("--cache-dir", metavar="DIR", help="git object cache (default ~/.cache/braid/git)")
-    r.add_argument("--credentials-dir", metavar="DIR", help="git credentials: username+password or ssh-privatekey")
+    _state_options(r)
     r.add_argument("--api-key-file", metavar="FILE", help="file holding the Anthropic API key")
     r.add_argument("--no-progress", action="store_true", help="plain lines instead of the live table")
     r.add_argument("--events", metavar="FILE", help="append one JSON line per event to FILE (`-`: stdout); "
@@ -386,10 +553,26 @@ def parser() -> argparse.ArgumentParser:
                         "bwrap (required), none (unconfined)")
     r.add_argument("--share", action="append", metavar="DIR",
                    help="a directory every sandboxed agent may read and write, e.g. a package cache (repeatable)")
+    r.add_argument("--keep-workdirs", action="store_true",
+                   help="keep the working copies of a run that succeeds (one that does not keeps them anyway)")
     r.add_argument("--limits", choices=("auto", "cgroup", "rlimit"), default="auto",
                    help="hold agents to their resources.limits: auto (a cgroup per attempt where cgroups work, "
                         "else RLIMIT_AS for memory, loudly), cgroup (required), rlimit (never cgroups)")
     r.set_defaults(func=cmd_run)
+
+    k = sub.add_parser("clean", help="list local runs and their working copies; --yes removes those whose work is pushed",
+                       description="List the state directories of local runs: phase, size, and for each working "
+                                   "copy whether all its work is on the remote (fetched to check). Nothing is "
+                                   "removed without --yes. A working copy is never removed while its run or agent "
+                                   "is live, or when it holds uncommitted changes, a stash or commits that no "
+                                   "branch of the remote holds; each refusal is one line and makes the exit code 1.")
+    k.add_argument("runs", nargs="*", metavar="RUN", help="only these runs (metadata.name, or the state dir's name)")
+    k.add_argument("-y", "--yes", action="store_true", help="remove the working copies whose work is pushed")
+    k.add_argument("--purge", action="store_true",
+                   help="with --yes: also remove the run's status, records and logs once no working copy is "
+                        "kept (braid forgets what it pushed: the same file then fails on its existing branches)")
+    _state_options(k)
+    k.set_defaults(func=cmd_clean)
 
     def where(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("run", metavar="RUN", help="the run's name (metadata.name)")
@@ -449,8 +632,15 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--cache-dir", default="/cache/git")
     m.add_argument("--report", metavar="PATH", help="also write the report JSON here")
     m.add_argument("--credentials-dir", metavar="DIR")
+    m.add_argument("--verify-handoff", metavar="DIR",
+                   help="(merge Job) hand spec.merge.verify runs to `braid verify-serve` through DIR")
     m.add_argument("-v", "--verbose", action="store_true")
     m.set_defaults(func=cmd_merge)
+
+    vs = sub.add_parser("verify-serve", help="run the verify commands a merge hands over (merge Job's verify container)")
+    vs.add_argument("--handoff", default="/verify", metavar="DIR")
+    vs.add_argument("-v", "--verbose", action="store_true")
+    vs.set_defaults(func=cmd_verify_serve)
 
     d = sub.add_parser("demo", help="make a throw-away repository and run a six-task demo on it")
     d.add_argument("--dir", help="where to put the demo repository (default: a new temp dir)")

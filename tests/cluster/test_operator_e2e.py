@@ -265,3 +265,55 @@ def test_a_run_on_a_real_node_merges_its_work_into_the_integration_branch(
     assert "agent finished: ok" in logs.stdout, logs.stdout
     missing = braid("status", "nope")
     assert missing.returncode == 1 and f"parallelruns {kit.namespace}/nope not found" in missing.stderr
+
+
+VERIFY_RUN = "verified"
+VERIFY_CHECK = ["python3", "-c", "import os, sys\n"
+                "print('env:', ' '.join(sorted(os.environ)))\n"
+                "print('token visible' if os.listdir('/var/run/secrets/kubernetes.io/serviceaccount') else 'no token')\n"
+                "sys.exit(1 if os.path.exists('broken') else 0)\n"]
+
+
+def test_merge_verify_on_a_real_node_bisects_and_pushes_only_a_verified_result(
+    cluster: Cluster, node: dict[str, str], git_server: GitServer, kit: Kit, braid_operator: Operator
+) -> None:
+    bare = git_server.create_repo(f"{kit.namespace}-verify.git", {"README.md": README})
+    names = ["alpha", "bravo", "charlie", "delta"]
+    tasks = []
+    for name in names:
+        steps = [{"op": "write", "path": f"{name}.txt", "content": f"{name}\n"}]
+        if name == "charlie":
+            steps.append({"op": "write", "path": "broken", "content": "x\n"})
+        tasks.append({"name": name, "prompt": f"do {name}", "agent": script(*steps),
+                      **({"dependsOn": ["charlie"]} if name == "delta" else {})})
+    kit.create_run(
+        VERIFY_RUN, tasks,
+        repo={"url": git_server.url(f"{kit.namespace}-verify.git"), "baseRef": "main"},
+        agent={"backend": "script"}, maxParallel=2, retry={"limit": 0, "backoffSeconds": 0},
+        resources=RESOURCES, taskTimeoutSeconds=120,
+        merge={"verify": {"command": VERIFY_CHECK, "timeoutSeconds": 60}, "onVerifyFailure": "exclude"},
+    )
+    try:
+        status = wait_for(lambda: (s := kit.status(VERIFY_RUN)).get("phase") in ("Succeeded", "Conflicted", "Failed")
+                          and s or None, timeout=600, interval=1, what=f"ParallelRun {VERIFY_RUN} to end")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{diagnose(cluster, kit, braid_operator, node)}") from None
+    assert status["reason"] == "VerificationFailed", diagnose(cluster, kit, braid_operator, node)
+    merge = status["merge"]
+    verification = merge["verification"]
+    assert verification["phase"] == "Passed", verification
+    assert [c["task"] for c in verification["culprits"]] == ["charlie"]
+    assert verification["excluded"] == ["charlie", "delta"]
+    assert merge["merged"] == ["alpha", "bravo"]
+    assert len(verification["runs"]) <= 4
+    # the verify container saw no credentials and no token
+    assert "no token" in verification["output"]
+    assert "GIT_ASKPASS" not in verification["output"]
+    merged = git(bare, "rev-parse", f"refs/heads/{merge['branch']}")
+    assert merged == merge["commit"] == verification["commit"]
+    files = set(git(bare, "ls-tree", "-r", "--name-only", merged).splitlines())
+    assert files == {"README.md", "alpha.txt", "bravo.txt"}
+    # the merge Job ran the command in its verify sidecar
+    job = next(j for j in kit.jobs() if j.metadata.name == f"{VERIFY_RUN}-merge")
+    [sidecar] = job.spec.template.spec.init_containers
+    assert sidecar.name == "verify" and sidecar.restart_policy == "Always"

@@ -140,3 +140,25 @@ def test_a_local_run_and_a_cluster_run_of_the_same_spec_end_in_the_same_status(w
     for name, told in played.last_pushed.items():
         local_spec = json.loads((ws.state / "tasks" / name / "spec.json").read_text())
         assert local_spec.get("lastPushed") == told[-1], name
+
+
+def test_a_verification_that_excludes_a_culprit_ends_in_the_same_status_on_both(ws: Workspace,
+                                                                              tmp_path: Path) -> None:
+    origin = make_origin(tmp_path / "origin", {"README.md": "# app\n"})
+    tasks = [
+        script_task("base", [write("base.txt", "b\n")]),
+        script_task("breaks", [write("broken", "x\n")]),
+        script_task("on-breaks", [write("more.txt", "m\n")], ["breaks"]),
+        script_task("fine", [write("fine.txt", "f\n")], ["base"]),
+    ]
+    check = ["python3", "-c", "import os, sys; sys.exit(1 if os.path.exists('broken') else 0)"]
+    data = manifest("verified", origin, tasks, merge={"verify": {"command": check}, "onVerifyFailure": "exclude"})
+    local = ws.run(ws.write(data))
+    assert local.status is not None, local.stderr
+    assert local.status["reason"] == "VerificationFailed", local.stderr
+    assert local.status["merge"]["verification"]["excluded"] == ["breaks", "on-breaks"]
+    results = {t["name"]: [TaskResult.model_validate_json((ws.state / "tasks" / t["name"] / "result-1.json")
+                                                          .read_text())] for t in tasks}
+    played = PlayedCluster(ParallelRun.model_validate(data), results,
+                           MergeStatus.model_validate(local.status["merge"]))
+    assert strip(played.play()) == strip(local.status)

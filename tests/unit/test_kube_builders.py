@@ -258,3 +258,48 @@ def test_event_messages_reach_kubectl_escaped() -> None:
     event = event_manifest(involved, Event("Warning", "AttemptFailed", "agent said \x1b]0;pwned\x07\x1b[2J done\nok"),
                            "2026-01-02T03:04:05Z", "18a2b3c4d5e6f001", "braid-operator-0")
     assert event["message"] == "agent said \\x1b]0;pwned\\x07\\x1b[2J done\nok"
+
+
+def test_merge_job_runs_verify_in_a_sidecar_of_its_image_without_any_secret(run: ParallelRun,
+                                                                              settings: Settings) -> None:
+    settings = settings.model_copy(update={"merge_service_account": "braid-merge"})
+    data = run.model_dump(mode="json", by_alias=True, exclude_none=True)
+    data["spec"]["merge"] = {"verify": {"command": ["make", "test"], "image": "ci.example.com/app-ci:1",
+                                        "timeoutSeconds": 300}, "onVerifyFailure": "exclude"}
+    verified = ParallelRun.model_validate(data)
+    request = merge_request(verified, {"schema", "api"})
+    assert request.verify is not None and request.verify.command == ["make", "test"]
+    job = merge_job(verified, request, settings)
+    spec = job["spec"]["template"]["spec"]
+    [verify] = spec["initContainers"]
+    [merge] = spec["containers"]
+    assert verify["name"] == "verify"
+    assert verify["image"] == "ci.example.com/app-ci:1"
+    # a native sidecar: started before the merge container, stopped once it has ended
+    assert verify["restartPolicy"] == "Always"
+    assert verify["command"] == ["braid", "verify-serve", "--handoff", "/verify"]
+    assert merge["command"][-2:] == ["--verify-handoff", "/verify"]
+    # the two share only the handoff directory; credentials, cache and the token stay with the merge container
+    mounts = {m["mountPath"]: m["name"] for m in verify["volumeMounts"]}
+    assert mounts == {"/verify": "verify", "/tmp": "verify-tmp",
+                      "/var/run/secrets/kubernetes.io/serviceaccount": "no-token"}
+    assert "/var/run/secrets/braid/git" in {m["mountPath"] for m in merge["volumeMounts"]}
+    assert {"name": "verify", "mountPath": "/verify"} in merge["volumeMounts"]
+    assert [e["name"] for e in verify["env"]] == ["HOME", "PYTHONUNBUFFERED"]
+    assert verify["securityContext"] == merge["securityContext"]
+    # the deadline leaves room for every verify run the merge may make (4 rounds of 1 + ceil(log2 2) runs)
+    assert job["spec"]["activeDeadlineSeconds"] == settings.merge_timeout_seconds + 4 * 2 * (300 + 90)
+
+
+def test_merge_job_without_verify_has_no_sidecar(run: ParallelRun, settings: Settings) -> None:
+    job = merge_job(run, merge_request(run, {"schema", "api"}), settings)
+    assert "initContainers" not in job["spec"]["template"]["spec"]
+    assert job["spec"]["activeDeadlineSeconds"] == settings.merge_timeout_seconds
+
+
+def test_verify_image_defaults_to_the_runner_image(run: ParallelRun, settings: Settings) -> None:
+    data = run.model_dump(mode="json", by_alias=True, exclude_none=True)
+    data["spec"]["merge"] = {"verify": {"command": ["pytest"]}}
+    verified = ParallelRun.model_validate(data)
+    job = merge_job(verified, merge_request(verified, {"schema"}), settings)
+    assert job["spec"]["template"]["spec"]["initContainers"][0]["image"] == settings.runner_image

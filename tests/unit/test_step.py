@@ -216,3 +216,56 @@ def test_a_task_branch_that_cannot_be_merged_at_all_is_said_so() -> None:
     (warning,) = [e for e in decided.events if e.reason == "MergeConflict"]
     assert warning.message == ("task e was not merged (UnrelatedHistory): branch braid/r/tasks/e has no history in "
                                "common with the base")
+
+
+def _verified(phase: str, culprits: list[str], excluded: list[str], merged: list[str]) -> MergeStatus:
+    from braid.api import Culprit, Verification, VerifiedPrefix
+
+    found = [Culprit(task=c, last_passed=VerifiedPrefix(tasks=["a"], commit="1" * 40),
+                     first_failed=VerifiedPrefix(tasks=["a", c], commit="2" * 40),
+                     excluded=[e for e in excluded if e == c or e == "c"]) for c in culprits]
+    return MergeStatus(phase="Succeeded", branch="braid/r/merged", merged=merged,
+                       not_merged=excluded, commit="3" * 40,
+                       verification=Verification(phase=phase, exit_code=0 if phase == "Passed" else 1,
+                                                 culprits=found, excluded=excluded))
+
+
+def test_the_merge_request_carries_verify_and_its_policy() -> None:
+    run = make_run(merge={"verify": {"command": ["make", "test"], "timeoutSeconds": 30}, "onVerifyFailure": "exclude"})
+    out = step(run, all_succeeded(), None, NOW)
+    assert out.merge is not None
+    assert out.merge.verify is not None and out.merge.verify.command == ["make", "test"]
+    assert out.merge.verify.timeout_seconds == 30
+    assert out.merge.on_verify_failure == "exclude"
+
+
+def test_a_failed_verification_fails_the_run_naming_the_culprit() -> None:
+    run = make_run(merge={"verify": {"command": ["make", "test"]}})
+    out = step(run, all_succeeded(), _verified("Failed", ["b"], [], ["a", "b", "c", "d", "e"]), NOW)
+    assert out.finished
+    assert out.status.phase == "Failed"
+    assert out.status.reason == "VerificationFailed"
+    assert "b" in (out.status.message or "") and "pushed as built" in (out.status.message or "")
+    [event] = [e for e in out.events if e.reason == "VerificationFailed" and "from task b" in e.message]
+    assert event.type == "Warning" and "2222222222" in event.message
+
+
+def test_excluded_tasks_show_as_not_merged_with_reason_verification_failed() -> None:
+    run = make_run(merge={"verify": {"command": ["make", "test"]}, "onVerifyFailure": "exclude"})
+    out = step(run, all_succeeded(), _verified("Passed", ["b"], ["b", "c"], ["a", "d", "e"]), NOW)
+    assert out.status.phase == "Failed"
+    assert out.status.reason == "VerificationFailed"
+    for name in ("b", "c"):
+        line = out.status.tasks[name]
+        assert line.phase == "Succeeded"
+        assert line.reason == "VerificationFailed"
+        assert (line.message or "").startswith("not merged")
+    assert "depends on b" in (out.status.tasks["c"].message or "")
+    assert out.status.tasks["a"].reason is None
+
+
+def test_a_passing_verification_leaves_the_run_succeeded() -> None:
+    run = make_run(merge={"verify": {"command": ["make", "test"]}})
+    out = step(run, all_succeeded(), _verified("Passed", [], [], ["a", "b", "c", "d", "e"]), NOW)
+    assert out.status.phase == "Succeeded"
+    assert out.status.reason == "Merged"

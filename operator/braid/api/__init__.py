@@ -27,6 +27,7 @@ from .parallelrun import (
     ScriptSpec,
     ScriptStep,
     TaskSpec,
+    VerifySpec,
 )
 from .result import TERMINATION_MESSAGE_LIMIT, TaskResult
 from .status import (
@@ -37,6 +38,7 @@ from .status import (
     ConflictFile,
     ConflictRisk,
     Counts,
+    Culprit,
     MergeStatus,
     ParallelRunStatus,
     ResourceUsage,
@@ -44,6 +46,9 @@ from .status import (
     RiskSeen,
     TaskStatus,
     Usage,
+    Verification,
+    VerifiedPrefix,
+    VerifyRun,
 )
 from .transcript import MAX_TRANSCRIPT_BYTES, TRANSCRIPT_FILE, Ended, InvalidTranscript, Transcript, parse_transcript
 
@@ -53,7 +58,8 @@ __all__ = [
     "MergeStatus", "MergeTask", "ParallelRun", "ParallelRunSpec", "ParallelRunStatus", "Pricing", "RepoSpec",
     "ResourceRequirements", "ResourceUsage", "RetryPolicy", "ScriptSpec", "ScriptStep",
     "SkipRequest", "TERMINATION_MESSAGE_LIMIT", "TaskResult",
-    "TaskSpec", "TaskStatus", "Usage", "VERSION", "default_integration_branch", "format_validation_error",
+    "TaskSpec", "TaskStatus", "Usage", "Culprit", "Verification", "VerifiedPrefix", "VerifyRun", "VerifySpec",
+    "VERSION", "default_integration_branch", "format_validation_error",
     "load_parallelrun", "ref_name_problem", "task_branch", "transcript_ref",
     "MAX_RISK_FILES", "MAX_RISK_PAIRS", "ConflictRisk", "ResolveRule", "RiskFile", "RiskSeen",
     "MAX_TRANSCRIPT_BYTES", "TRANSCRIPT_FILE", "Ended", "InvalidTranscript", "Transcript", "parse_transcript",

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from .common import COMMIT_PATTERN, Model
-from .parallelrun import RepoSpec, ResolveRule
+from .parallelrun import RepoSpec, ResolveRule, VerifySpec
 
 
 class MergeTask(Model):
@@ -23,6 +23,8 @@ class MergeRequest(Model):
     on_conflict: Literal["continue", "stop"] = "continue"
     resolve: list[ResolveRule] = Field(default_factory=list, description="spec.merge.resolve.")
     tasks: list[MergeTask] = Field(description="Succeeded tasks, to be merged.")
+    verify: VerifySpec | None = None
+    on_verify_failure: Literal["report", "exclude"] = "report"
     not_merged: list[str] = Field(default_factory=list, description="Tasks that did not succeed, for the report.")
     last_pushed: str | None = Field(
         None,

@@ -213,6 +213,22 @@ class ResolveRule(Model):
     )
 
 
+class VerifySpec(Model):
+    """A command that checks the integrated result (tests, a build); exit 0 means it passed."""
+
+    command: list[Annotated[str, Field(max_length=4096)]] = Field(
+        min_length=1, max_length=64,
+        description="argv, run as given (no shell) in a checkout of the integration result, with no credentials "
+        "and no API key in its environment.",
+    )
+    image: str | None = Field(
+        None, max_length=512,
+        description="Cluster: the image the command runs in (it must contain braid, like agent images). Default: "
+        "braid's runner image. Local runs use the machine's own programs.",
+    )
+    timeout_seconds: int = Field(600, ge=1, le=24 * 3600, description="Each verify run is stopped after this long.")
+
+
 class MergeSpec(Model):
     on_conflict: Literal["continue", "stop"] = Field(
         "continue", description="continue: skip a conflicting task and go on; stop: stop at the first conflict."
@@ -221,6 +237,15 @@ class MergeSpec(Model):
         default_factory=list, max_length=32,
         description="Per-path resolution rules for content conflicts, first matching rule wins. Every conflict a "
         "rule resolved stays in the report (status.merge.resolved) with how it was resolved.",
+    )
+    verify: VerifySpec | None = Field(
+        None, description="Verify the integration result; when it fails, bisect the merge order to find the task "
+        "that broke it."
+    )
+    on_verify_failure: Literal["report", "exclude"] = Field(
+        "report", description="report: push the integration branch as built, the run fails (VerificationFailed); "
+        "exclude: rebuild it without the culprits and the tasks depending on them, verify again, and push only a "
+        "verified result."
     )
 
 
@@ -253,8 +278,9 @@ class TaskSpec(Model):
         default_factory=list, max_length=64, description="Where in the repository the task is expected to work."
     )
     agent: AgentSpec | None = None
-    priority: int = Field(
-        0, ge=-1000, le=1000, description="Higher starts first under strategy priority and breaks ties under the others."
+    priority: int | None = Field(
+        None, ge=-1000, le=1000,
+        description="Default 0. Higher starts first under strategy priority and breaks ties under the others.",
     )
     estimated_cost_usd: float | None = Field(
         None, alias="estimatedCostUSD", ge=0, le=1e6, description="What the task is expected to cost (strategy costFirst)."

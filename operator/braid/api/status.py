@@ -136,6 +136,54 @@ class Conflict(Model):
     message: str | None = None
 
 
+VerifyPhase = Literal["Passed", "Failed", "TimedOut"]
+VERIFY_OUTPUT_LIMIT = 4096
+"""Bytes of a verify run's output kept in the status: its last ones."""
+
+
+class VerifyRun(Model):
+    """One run of spec.merge.verify, on a prefix of the merge order."""
+
+    tasks: list[str] = Field(default_factory=list, description="The merged tasks this commit holds, in merge order.")
+    commit: str
+    phase: VerifyPhase
+    exit_code: int | None = None
+    duration_seconds: float = 0.0
+
+
+class VerifiedPrefix(Model):
+    tasks: list[str] = Field(default_factory=list, description="The tasks merged in this prefix, in merge order.")
+    commit: str
+
+
+class Culprit(Model):
+    """A task bisection found to break verification, and the evidence."""
+
+    task: str
+    last_passed: VerifiedPrefix = Field(description="The longest prefix of the merge order that passed (the base "
+                                       "when no task is in it; the base is taken to pass).")
+    first_failed: VerifiedPrefix = Field(description="The shortest prefix that failed: last_passed plus the culprit.")
+    excluded: list[str] = Field(default_factory=list, description="onVerifyFailure exclude: the culprit and every "
+                                "task depending on it, left out of the integration branch.")
+    output: str | None = Field(None, description="The end of the first failing run's output.")
+
+
+class Verification(Model):
+    phase: VerifyPhase = Field(description="How the last verify run of the pushed result went (exclude: of the "
+                               "rebuilt result).")
+    commit: str | None = None
+    exit_code: int | None = None
+    duration_seconds: float = 0.0
+    output: str | None = Field(
+        None, description="The last 4 KiB of that run's output (stdout and stderr), control characters escaped, "
+        "secrets redacted."
+    )
+    culprits: list[Culprit] = Field(default_factory=list)
+    excluded: list[str] = Field(default_factory=list, description="Tasks not merged because verification failed.")
+    runs: list[VerifyRun] = Field(default_factory=list, description="Every verify run, in the order made.")
+    message: str | None = None
+
+
 class MergeStatus(Model):
     phase: MergePhase = "Pending"
     branch: str | None = None
@@ -157,6 +205,7 @@ class MergeStatus(Model):
         description="The commit braid itself last pushed to the integration branch for this run: a later merge may "
         "replace the branch only while it holds this commit (or fast-forward it).",
     )
+    verification: Verification | None = Field(None, description="spec.merge.verify's outcome.")
     message: str | None = None
 
 

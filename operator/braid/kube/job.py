@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from braid.api import MergeRequest, ParallelRun
+from braid.plan.verify import max_verify_runs
 from braid.settings import Settings
 
 from . import labels
@@ -19,11 +20,17 @@ from .pod import (
     base_mounts,
     cache_volume,
     resources,
+    runner_container_defaults,
     runner_pod_spec,
     tmp_volume,
 )
 
 CONTAINER = "merge"
+VERIFY_CONTAINER = "verify"
+VERIFY_DIR = "/verify"
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+VERIFY_GRACE_SECONDS = 90
+"""Per verify run, on top of its timeout: making the checkout, handing it over."""
 REPORT_KEY = "report.json"
 # `braid merge` exits 2 when its request is invalid: retrying cannot help
 EXIT_INVALID = 2
@@ -46,11 +53,20 @@ def merge_job(run: ParallelRun, request: MergeRequest, settings: Settings) -> di
         "resources": resources(None, settings),
         "volumeMounts": mounts,
     }
+    deadline = settings.merge_timeout_seconds
+    verify = None
+    if request.verify is not None:
+        verify = _verify_container(request, settings, command, mounts, volumes)
+        runs = max_verify_runs(len(request.tasks), request.on_verify_failure)
+        deadline += runs * (request.verify.timeout_seconds + VERIFY_GRACE_SECONDS)
     # a token only when a ServiceAccount may write the report ConfigMap
     pod_spec = runner_pod_spec(container, volumes, settings,
                                automountServiceAccountToken=bool(settings.merge_service_account))
     if settings.merge_service_account:
         pod_spec["serviceAccountName"] = settings.merge_service_account
+    if verify is not None:
+        # a sidecar: it starts first and is stopped once the merge container has ended
+        pod_spec["initContainers"] = [verify]
     job_labels = labels.common(run.name, labels.MERGE)
     return {
         "apiVersion": "batch/v1",
@@ -63,7 +79,7 @@ def merge_job(run: ParallelRun, request: MergeRequest, settings: Settings) -> di
         },
         "spec": {
             "backoffLimit": settings.merge_backoff_limit,
-            "activeDeadlineSeconds": settings.merge_timeout_seconds,
+            "activeDeadlineSeconds": deadline,
             "podFailurePolicy": {
                 "rules": [
                     {
@@ -75,6 +91,32 @@ def merge_job(run: ParallelRun, request: MergeRequest, settings: Settings) -> di
             },
             "template": {"metadata": {"labels": dict(job_labels)}, "spec": pod_spec},
         },
+    }
+
+
+def _verify_container(request: MergeRequest, settings: Settings, command: list[str], mounts: list[dict[str, Any]],
+                      volumes: list[dict[str, Any]]) -> dict[str, Any]:
+    """spec.merge.verify's container: `braid verify-serve` in the verify image, seeing nothing but the
+    checkouts the merge container hands it (no cache, no credentials, no ServiceAccount token)."""
+    assert request.verify is not None
+    command += ["--verify-handoff", VERIFY_DIR]
+    mounts.append({"name": "verify", "mountPath": VERIFY_DIR})
+    volumes += [{"name": "verify", "emptyDir": {"sizeLimit": settings.workspace_size_limit}},
+                {"name": "verify-tmp", "emptyDir": {"sizeLimit": settings.tmp_size_limit}},
+                {"name": "no-token", "emptyDir": {"sizeLimit": "1Mi"}}]
+    return {
+        **runner_container_defaults(settings),
+        "name": VERIFY_CONTAINER,
+        "image": request.verify.image or settings.runner_image,
+        "command": ["braid", "verify-serve", "--handoff", VERIFY_DIR],
+        "restartPolicy": "Always",
+        "workingDir": VERIFY_DIR,
+        "env": [{"name": "HOME", "value": TMP}, {"name": "PYTHONUNBUFFERED", "value": "1"}],
+        "resources": resources(None, settings),
+        # an empty directory where the ServiceAccount token would be mounted keeps it out
+        "volumeMounts": [{"name": "verify", "mountPath": VERIFY_DIR},
+                         {"name": "verify-tmp", "mountPath": TMP},
+                         {"name": "no-token", "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": True}],
     }
 
 

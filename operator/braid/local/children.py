@@ -78,6 +78,22 @@ def _alive(pid: int, start: str | None) -> bool:
     return start is not None and _start_time(pid) == start
 
 
+def running(registry: Path) -> dict[str, int]:
+    """The tasks whose recorded `braid agent-run` still runs, with its pid (nothing is stopped)."""
+    alive: dict[str, int] = {}
+    if not registry.is_dir() or registry.is_symlink():
+        return alive
+    for path in sorted(registry.glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+            pid, start = int(record["pid"]), record.get("start")
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if pid > 0 and _alive(pid, start):
+            alive[path.stem] = pid
+    return alive
+
+
 def stop_leftovers(registry: Path, grace_seconds: float = 30.0) -> list[str]:
     """Stop every recorded process group that still runs, and whatever runs in its cgroups; remove
     those cgroups; forget every record. The tasks stopped."""

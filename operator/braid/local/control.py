@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from braid.api import AgentTaskStatus, ParallelRun, ParallelRunStatus
 from braid.api.status import ENDED_TASK_PHASES
 
-RUN_FILE = "run.json"
+RUN_FILE = "parallelrun.json"
 STATUS_FILE = "status.json"
 TASKS_FILE = "tasks.json"
 CANCEL_FILE = "cancel"
@@ -33,10 +33,15 @@ class NoSuchRun(LookupError):
     """No state directory, or more than one, answers to the name given."""
 
 
+def runs_root(cache_root: Path) -> Path:
+    """Where `braid run` puts state directories by default: next to the object cache."""
+    return cache_root.parent / "runs"
+
+
 def state_dir_for(cache_root: Path, run: str, url: str) -> Path:
     """Where a run keeps its state by default: one directory per run name and repository."""
     key = hashlib.sha256(url.encode()).hexdigest()[:10]
-    return cache_root.parent / "runs" / f"{run}-{key}"
+    return runs_root(cache_root) / f"{run}-{key}"
 
 
 def _read(path: Path) -> dict | None:
@@ -133,7 +138,7 @@ def resolve(name: str, state_dir: Path | None, cache_root: Path) -> RunDir:
         if run is not None and run.name != name:
             raise NoSuchRun(f"--state-dir {state_dir} holds run {run.name!r}, not {name!r}")
         return found
-    root = cache_root.parent / "runs"
+    root = runs_root(cache_root)
     found_runs = find_runs(root, name)
     if not found_runs:
         raise NoSuchRun(f"no local run named {name!r} under {root} (give --state-dir if it used one)")

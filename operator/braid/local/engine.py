@@ -29,7 +29,8 @@ from braid.api.quantity import format_bytes
 from braid.confine import CgroupSetup, Limits, LimitsUnavailable, SandboxUnavailable, find_sandbox
 from braid.confine.limits import Cgroup, descendants, detect, proc_usage
 from braid.gitops import ObjectCache, Repo, RepositoryUnreachable, default_cache_root, git_auth_env, normalize_url
-from braid.merge import run_merge
+from braid.gitops.secrets import Secrets, credential_files
+from braid.merge import LocalVerifier, run_merge
 from braid.plan import (
     AttemptEnd,
     Event,
@@ -52,6 +53,7 @@ from braid.plan import (
 from braid.text import printable
 
 from .children import forget, spawn, stop_leftovers
+from .clean import RunState, inspect, remove_copies, write_run_record
 from .control import CANCEL_FILE, RUN_FILE, state_dir_for
 from .lock import state_lock
 from .progress import Progress
@@ -102,6 +104,8 @@ class LocalOptions:
     """auto: bubblewrap when it works here, a loud warning when not; bwrap: required; none: unconfined."""
     shared: list[Path] = field(default_factory=list)
     """Directories every sandboxed agent may write (--share)."""
+    keep_workdirs: bool = False
+    """Keep the working copies of a run that succeeded (a run that did not keeps them anyway)."""
     limits: str = "auto"
     """auto: cgroups where they work, else rlimits and a warning; cgroup: required; rlimit: never cgroups."""
     sample_seconds: float = 1.0
@@ -149,6 +153,8 @@ class LocalRun:
         """How attempts are held to their limits; None until checked."""
         # a key from the environment reaches each agent-run on its stdin, never in its environment
         self.env_api_key = None if self.options.api_key_file else (os.environ.get("ANTHROPIC_API_KEY") or None)
+        self.workdirs: RunState | None = None
+        """The working copies as the end of the run left them (None: not looked at, all kept)."""
 
     @property
     def status(self) -> ParallelRunStatus:
@@ -241,7 +247,8 @@ class LocalRun:
         """What to tell the user when agents run unconfined, or None."""
         if self.sandboxed:
             return None
-        return (f"WARNING: agents run WITHOUT a sandbox ({self.sandbox_problem}): the code they run can read "
+        who = "agents and spec.merge.verify run" if self.run.spec.merge.verify is not None else "agents run"
+        return (f"WARNING: {who} WITHOUT a sandbox ({self.sandbox_problem}): the code they run can read "
                 "and change everything your user can, including other worktrees, credentials in your home "
                 "directory and the remote when it is a local path. Install bubblewrap (Debian/Ubuntu: "
                 "apt-get install bubblewrap) and see docs/security.md.")
@@ -262,12 +269,15 @@ class LocalRun:
             if stopped:
                 log.warning("stopped agents left running by an earlier run: %s", ", ".join(stopped))
             (self.state_dir / "tasks").mkdir(parents=True, exist_ok=True)
+            write_run_record(self.state_dir, self.run.name, self.url, self.cache_root)
             # a `braid cancel` meant for an earlier run of this state directory
             (self.state_dir / CANCEL_FILE).unlink(missing_ok=True)
             _write_json(self.state_dir / RUN_FILE, self.run.model_copy(update={"status": None}).wire())
             self._resume()
             self._loop()
             self._save()
+            if self.status.phase == "Succeeded" and not self.options.keep_workdirs:
+                self._remove_workdirs()
             self._emit(Event("Warning" if self.status.phase in ("Failed", "Conflicted") else "Normal", "RunEnded",
                              self.status.message or self.status.phase or ""), phase=self.status.phase)
         return self.status
@@ -289,7 +299,8 @@ class LocalRun:
                 decided = self._step()
                 if decided.merge is not None:
                     self.merge = run_merge(decided.merge.model_copy(update={"repo": self._repo()}),
-                                           ObjectCache(self.cache_root), self._auth_env())
+                                           ObjectCache(self.cache_root), self._auth_env(),
+                                           verifier=self._verifier(), redact=self._secrets().redact)
                     continue
                 if decided.closed or decided.finished:
                     break
@@ -306,6 +317,14 @@ class LocalRun:
             progress.stop()
             signal.signal(signal.SIGINT, previous)
             signal.signal(signal.SIGTERM, previous_term)
+
+    def _remove_workdirs(self) -> None:
+        """The working copies of a run that succeeded go, as `braid clean` would remove them: only
+        those whose work is all on the remote (checked there); any other stays and is reported."""
+        state = RunState(path=self.state_dir, name=self.run.name, repository=self.url)
+        inspect(state, self.cache_root, self._auth_env())
+        remove_copies(state)
+        self.workdirs = state
 
     def _on_interrupt(self, signum: int, _frame: object) -> None:
         self.cancelled = True
@@ -552,6 +571,29 @@ class LocalRun:
 
     def _repo(self):
         return self.run.spec.repo.model_copy(update={"url": self.url})
+
+    def _verifier(self) -> LocalVerifier:
+        """spec.merge.verify runs like an agent: in the sandbox when there is one, seeing no credentials,
+        no key, neither braid's state nor its cache, nor the remote when it is a local path."""
+        hidden = [Path.home(), self.state_dir, self.cache_root]
+        hidden += [p.absolute() for p in (self.options.credentials_dir, self.options.api_key_file) if p is not None]
+        if self.url.startswith(("/", "file://")):
+            hidden.append(Path(self.url.removeprefix("file://")))
+        bwrap = find_sandbox() if self.sandboxed else None
+        return LocalVerifier(self.state_dir / "verify", bwrap, tuple(hidden),
+                             shared=tuple(p.absolute() for p in self.options.shared), interrupted=self._interrupted)
+
+    def _interrupted(self) -> bool:
+        if not self.cancelled and (self.state_dir / CANCEL_FILE).exists():
+            self.cancelled = True
+        return self.cancelled
+
+    def _secrets(self) -> Secrets:
+        key = self.env_api_key
+        if key is None and self.options.api_key_file is not None:
+            with contextlib.suppress(OSError):
+                key = self.options.api_key_file.read_text()
+        return Secrets.of({"API key": key}).merged(Secrets.from_files(credential_files(self.options.credentials_dir)))
 
     def _auth_env(self) -> dict[str, str]:
         return git_auth_env(self.options.credentials_dir)

@@ -52,8 +52,22 @@ def render_summary(run: ParallelRun, status: ParallelRunStatus) -> str:
         for pair in merge.left_out_conflicts:
             files = ", ".join(f"{f.path} [{f.kind}]" for f in pair.files)
             lines.append(f"  left out, conflicting with each other too: {pair.tasks[0]} and {pair.tasks[1]}: {files}")
-        held = [n for n in merge.not_merged if n not in {c.task for c in merge.conflicts}]
+        verification = merge.verification
+        excluded = set(verification.excluded) if verification else set()
+        held = [n for n in merge.not_merged if n not in {c.task for c in merge.conflicts} and n not in excluded]
         if held:
             lines.append(f"  not merged: {', '.join(held)}")
+        if verification is not None:
+            code = f", exit code {verification.exit_code}" if verification.exit_code is not None else ""
+            lines.append(f"verify: {verification.phase}{code} on {(verification.commit or '')[:10]} "
+                         f"({len(verification.runs)} runs)")
+            for c in verification.culprits:
+                passed = c.last_passed.tasks[-1] if c.last_passed.tasks else "the base"
+                lines.append(f"  culprit: task {c.task}: passes up to {passed} ({c.last_passed.commit[:10]}), "
+                             f"fails with {c.task} ({c.first_failed.commit[:10]})")
+            if verification.excluded:
+                lines.append(f"  not merged [VerificationFailed]: {', '.join(verification.excluded)}")
+            for line in (verification.output or "").splitlines()[-5:]:
+                lines.append(f"  | {line}")
     lines.append(f"phase: {status.phase}")
     return "\n".join(lines)

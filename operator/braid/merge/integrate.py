@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from braid.api import MAX_RISK_FILES, MAX_RISK_PAIRS, Conflict, ConflictFile, ConflictRisk, MergeRequest, MergeStatus, RiskFile
@@ -11,6 +12,8 @@ from braid.gitops import GitError, MissingRef, ObjectCache, Repo, RepositoryUnre
 from braid.gitops.mergetree import MergeTree, Stage, merge_tree
 from braid.plan import Node, topological_order, upstream
 from braid.plan.risk import resolve_strategy
+
+from .verify import Verifier, Verify, VerifyInterrupted
 
 log = logging.getLogger("braid.merge")
 
@@ -30,8 +33,11 @@ def _files_changed(repo: Repo, base: str, tip: str) -> set[str]:
     return set(out.splitlines())
 
 
-def integrate(repo: Repo, request: MergeRequest, base: str) -> MergeStatus:
-    """Merge each task's branch onto `base` in order, in `repo` (bare is fine). Nothing is pushed."""
+def integrate(repo: Repo, request: MergeRequest, base: str, steps: list[tuple[str, str]] | None = None) -> MergeStatus:
+    """Merge each task's branch onto `base` in order, in `repo` (bare is fine). Nothing is pushed.
+
+    `steps`, when given, receives (task, integration commit after it) for each merged task, in order.
+    """
     status = MergeStatus(phase="Running", branch=request.integration_branch, not_merged=list(request.not_merged))
     by_name = {t.name: t for t in request.tasks}
     current = base
@@ -81,6 +87,8 @@ def integrate(repo: Repo, request: MergeRequest, base: str) -> MergeStatus:
             message = f"braid: merge task {name}\n\nBranch {task.branch}.\n\n{RUN_TRAILER}: {request.run}\n"
             current = repo.out("commit-tree", tree, "-p", current, "-p", tip, "-m", message)
             status.merged.append(name)
+            if steps is not None:
+                steps.append((name, current))
             if conflict.files:
                 status.resolved.append(conflict)
                 log.info("task %s: conflicts in %s resolved by spec.merge.resolve rules", name,
@@ -170,6 +178,11 @@ def _left_out_pairs(repo: Repo, request: MergeRequest, status: MergeStatus) -> l
     return pairs
 
 
+class VerifierMissing(RuntimeError):
+    def __init__(self) -> None:
+        super().__init__("spec.merge.verify is set but this merge has no way to run it")
+
+
 class IntegrationBranchTaken(RuntimeError):
     def __init__(self, branch: str, tip: str):
         super().__init__(f"spec.integrationBranch: {branch} already exists and holds commits braid did not write "
@@ -201,16 +214,32 @@ def publish(repo: Repo, request: MergeRequest, status: MergeStatus) -> None:
     status.last_pushed = status.commit
 
 
-def run_merge(request: MergeRequest, cache: ObjectCache, env: dict[str, str] | None = None) -> MergeStatus:
-    """The whole merge step: fetch, integrate, push. Failures come back as phase Failed with a message."""
+def run_merge(request: MergeRequest, cache: ObjectCache, env: dict[str, str] | None = None,
+              verifier: Verifier | None = None, redact: Callable[[str], str] | None = None) -> MergeStatus:
+    """The whole merge step: fetch, integrate, verify (spec.merge.verify, with `verifier`), push.
+    Failures come back as phase Failed with a message. `redact` clears secrets from verify output."""
     url = normalize_url(request.repo.url)
     try:
         repo = cache.update(url, env)
         base = resolve_base(repo, request.repo.base_ref, branches="refs/heads/")
-        status = integrate(repo, request, base)
+        steps: list[tuple[str, str]] = []
+        status = integrate(repo, request, base, steps)
+        if request.verify is not None and status.merged:
+            if verifier is None:
+                raise VerifierMissing()
+
+            def rebuild(smaller: MergeRequest) -> tuple[MergeStatus, list[tuple[str, str]]]:
+                again: list[tuple[str, str]] = []
+                return integrate(repo, smaller, base, again), again
+
+            status = Verify(repo, request, base, verifier, redact).run(status, steps, rebuild)
+            if status.phase == "Failed":
+                status.last_pushed = request.last_pushed
+                return status
         publish(repo, request, status)
         return status
-    except (GitError, IntegrationBranchTaken, MissingRef, RepositoryUnreachable) as exc:
+    except (GitError, IntegrationBranchTaken, MissingRef, RepositoryUnreachable, VerifierMissing, VerifyInterrupted,
+            OSError) as exc:
         log.error("merge failed: %s", exc)
         return MergeStatus(phase="Failed", branch=request.integration_branch, message=str(exc)[:1000],
                            not_merged=[t.name for t in request.tasks] + list(request.not_merged),

@@ -23,6 +23,7 @@ from braid.api import (
     ParallelRun,
     ParallelRunStatus,
     TaskStatus,
+    Verification,
 )
 from braid.api.status import ENDED_TASK_PHASES
 
@@ -148,6 +149,12 @@ def step(
                                            for t in run.spec.tasks)
     if all_ended and cancelled:
         out.finished = True
+        if merge is not None and merge.phase not in ("Pending", "Running") and status.merge is not None \
+                and status.merge.phase == "Running":
+            # a merge stopped by the cancel (during verification) says how it ended
+            record = status.merge.last_pushed
+            status.merge = merge.model_copy(deep=True)
+            status.merge.last_pushed = status.merge.last_pushed or record
     elif all_ended:
         _merge(out, run, phases, merge)
     started = {s.task for s in out.start}
@@ -166,7 +173,7 @@ def _risk(out: Step, run: ParallelRun, tasks: Mapping[str, TaskView], old: Paral
 
 def start_order(run: ParallelRun) -> dict[str, tuple[float, ...]]:
     """The order ready tasks start in, by spec.scheduling.strategy and the tasks' priorities."""
-    tasks = [Ranked(t.name, tuple(t.depends_on), t.priority, t.estimated_cost_usd, len(t.prompt))
+    tasks = [Ranked(t.name, tuple(t.depends_on), t.priority or 0, t.estimated_cost_usd, len(t.prompt))
              for t in run.spec.tasks]
     return ranks(tasks, run.spec.scheduling.strategy)
 
@@ -254,6 +261,8 @@ def merge_request(run: ParallelRun, succeeded: set[str], last_pushed: str | None
         integration_branch=run.integration_branch,
         on_conflict=run.spec.merge.on_conflict,
         resolve=run.spec.merge.resolve,
+        verify=run.spec.merge.verify,
+        on_verify_failure=run.spec.merge.on_verify_failure,
         tasks=[MergeTask(name=t.name, branch=run.branch_of(t.name), depends_on=t.depends_on)
                for t in run.spec.tasks if t.name in succeeded],
         not_merged=[t.name for t in run.spec.tasks if t.name not in succeeded],
@@ -293,6 +302,13 @@ def _merge(out: Step, run: ParallelRun, phases: dict[str, str], merge: MergeStat
             result.not_merged = others
         status.merge = result
         out.finished = True
+        for found in result.verification.culprits if result.verification is not None else []:
+            passed = found.last_passed
+            out.events.append(Event("Warning", "VerificationFailed", (
+                f"verification fails from task {found.task} on: it passes with "
+                f"{len(passed.tasks)} tasks ({passed.commit[:12]}) and fails with {found.task} merged "
+                f"({found.first_failed.commit[:12]})"
+                + (f"; not merged: {', '.join(found.excluded)}" if found.excluded else ""))))
         for conflict in result.conflicts:
             if conflict.reason is not None:
                 said = f": {conflict.message}" if conflict.message else ""
@@ -345,12 +361,25 @@ def _summarise(out: Step, run: ParallelRun, tasks: Mapping[str, TaskView], phase
         elif line.phase == "Pending" and name not in admitted and phases.get(name) == "Pending":
             line.reason, line.message = _waiting(run, name, phases)
         line.branch = line.branch or run.branch_of(name)
+        verification = status.merge.verification if status.merge is not None else None
+        if verification is not None and name in verification.excluded:
+            line.reason = "VerificationFailed"
+            line.message = "not merged: " + _excluded_because(verification, name)
         lines[name] = line
         before = old.tasks.get(name)
         if line.phase in ENDED_TASK_PHASES and (before is None or before.phase != line.phase):
             out.events.append(_task_ended_event(name, line))
     status.tasks = lines
     status.recount()
+
+
+def _excluded_because(verification: Verification, name: str) -> str:
+    for c in verification.culprits:
+        if c.task == name:
+            return f"verification fails from this task on (prefix {c.first_failed.commit[:12]})"
+        if name in c.excluded:
+            return f"it depends on {c.task}, which fails verification"
+    return "verification of the integration fails with it"
 
 
 def _task_ended_event(name: str, line: TaskStatus) -> Event:
@@ -412,6 +441,8 @@ def _final(status: ParallelRunStatus, run: ParallelRun, cancelled: bool) -> None
     if cancelled:
         status.phase, status.reason = "Cancelled", "Cancelled"
         status.message = f"the run was cancelled; {counts.succeeded} of {counts.total} tasks had succeeded"
+    elif merge is not None and (failed := _verification_failed(merge)):
+        status.phase, status.reason, status.message = "Failed", "VerificationFailed", failed
     elif not_done or (merge is not None and merge.phase == "Failed"):
         status.phase = "Failed"
         if not_done:
@@ -426,6 +457,22 @@ def _final(status: ParallelRunStatus, run: ParallelRun, cancelled: bool) -> None
         status.phase, status.reason = "Succeeded", "Merged"
         merged = len(merge.merged) if merge else 0
         status.message = f"{merged} tasks merged into {merge.branch if merge else run.integration_branch}"
+
+
+def _verification_failed(merge: MergeStatus) -> str | None:
+    """Why spec.merge.verify fails the run: the pushed result fails it, or tasks were left out for it."""
+    verification = merge.verification
+    if verification is None or (verification.phase == "Passed" and not verification.culprits):
+        return None
+    culprits = ", ".join(c.task for c in verification.culprits) or "unknown"
+    if verification.phase != "Passed" and not verification.excluded:
+        where = f"; {merge.branch} pushed as built" if merge.phase != "Failed" else "; nothing pushed"
+        return f"verification {verification.phase.lower()} (exit code {verification.exit_code}): it fails from " \
+               f"{culprits} on{where}"
+    if merge.phase == "Failed":
+        return merge.message or "verification failed; nothing pushed"
+    return (f"verification failed from {culprits} on; left out {', '.join(verification.excluded)}; "
+            f"{len(merge.merged)} tasks merged into {merge.branch}, verified")
 
 
 def _conflicts_said(merge: MergeStatus) -> str:
