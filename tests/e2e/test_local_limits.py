@@ -8,6 +8,7 @@ on rlimits.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -33,7 +34,10 @@ def command_task(name: str, code: str, resources: dict | None = None) -> dict:
 
 
 def leftover_cgroups() -> list[Path]:
-    return [p for base in set(detect().bases.values()) for p in base.glob("braid-*")]
+    """Cgroups braid made for attempts (braid-<pid>-<task>-<attempt>) or probes; not other programs' (the test
+    node's kubelet has its own braid-node-* ones)."""
+    named = re.compile(r"braid-(probe-)?[0-9]+(-.+)?")
+    return [p for base in set(detect().bases.values()) for p in base.glob("braid-*") if named.fullmatch(p.name)]
 
 
 def test_an_agent_past_its_memory_limit_ends_oomkilled_and_its_work_is_pushed(ws: Workspace) -> None:
