@@ -44,7 +44,8 @@ def state_dir_for(cache_root: Path, run: str, url: str) -> Path:
     return runs_root(cache_root) / f"{run}-{key}"
 
 
-def _read(path: Path) -> dict | None:
+def read_json(path: Path) -> dict | None:
+    """A JSON object from a state file; None when it is missing, unreadable or not an object."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -77,7 +78,7 @@ class RunDir:
     @property
     def run(self) -> ParallelRun | None:
         """The ParallelRun as the last `braid run` read it."""
-        data = _read(self.path / RUN_FILE)
+        data = read_json(self.path / RUN_FILE)
         try:
             return ParallelRun.model_validate(data) if data is not None else None
         except ValidationError:
@@ -85,14 +86,14 @@ class RunDir:
 
     @property
     def status(self) -> ParallelRunStatus | None:
-        data = _read(self.path / STATUS_FILE)
+        data = read_json(self.path / STATUS_FILE)
         try:
             return ParallelRunStatus.model_validate(data) if data is not None else None
         except ValidationError:
             return None
 
     def task(self, name: str) -> AgentTaskStatus | None:
-        data = (_read(self.path / TASKS_FILE) or {}).get(name)
+        data = (read_json(self.path / TASKS_FILE) or {}).get(name)
         try:
             return AgentTaskStatus.model_validate(data) if isinstance(data, dict) else None
         except ValidationError:

@@ -54,7 +54,7 @@ from braid.text import printable
 
 from .children import forget, spawn, stop_leftovers
 from .clean import RunState, inspect, remove_copies, write_run_record
-from .control import CANCEL_FILE, RUN_FILE, state_dir_for
+from .control import CANCEL_FILE, RUN_FILE, read_json, state_dir_for
 from .lock import state_lock
 from .progress import Progress
 
@@ -620,7 +620,7 @@ class LocalRun:
         if record:
             self.run.status = ParallelRunStatus(
                 merge=MergeStatus(phase="Pending", branch=self.run.integration_branch, last_pushed=record))
-        old_prints = _read_json(self.state_dir / "fingerprints.json") or {}
+        old_prints = read_json(self.state_dir / "fingerprints.json") or {}
         prints = task_fingerprints(self.run)
         tips: dict[str, str] = {}
         if previous:
@@ -693,17 +693,9 @@ def _read_result(path: Path) -> TaskResult | None:
         return None
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _read_merge_record(path: Path) -> str | None:
     """The integration commit the previous run's merge pushed, from its status.json."""
-    merge = (_read_json(path) or {}).get("merge")
+    merge = (read_json(path) or {}).get("merge")
     try:
         return MergeStatus.model_validate(merge).last_pushed if isinstance(merge, dict) else None
     except ValidationError:
@@ -712,7 +704,7 @@ def _read_merge_record(path: Path) -> str | None:
 
 def _read_previous(path: Path) -> dict[str, AgentTaskStatus]:
     out: dict[str, AgentTaskStatus] = {}
-    for name, data in (_read_json(path) or {}).items():
+    for name, data in (read_json(path) or {}).items():
         try:
             out[name] = AgentTaskStatus.model_validate(data)
         except ValidationError:
