@@ -307,6 +307,24 @@ def save_conversation(spec: AgentTaskSpec, ready: Ready, path: Path, commit: str
     return saved_commit, None
 
 
+RISK_CHECK_SECONDS = 30.0
+"""How long the early conflict check may hold up the task's result; past it, the merge still finds every conflict."""
+
+
+def bounded_conflict_risk(spec: AgentTaskSpec, ready: Ready, commit: str,
+                          seconds: float = RISK_CHECK_SECONDS) -> tuple[list[RiskSeen], bool]:
+    """conflict_risk, given up after `seconds` (a fetch that hangs must not keep the pushed work from being reported)."""
+    found: list[tuple[list[RiskSeen], bool]] = []
+    worker = threading.Thread(target=lambda: found.append(conflict_risk(spec, ready, commit)), daemon=True,
+                              name="conflict-risk")
+    worker.start()
+    worker.join(seconds)
+    if not found:
+        log.warning("the check of the other task branches for conflicts took longer than %gs; left out", seconds)
+        return [], False
+    return found[0]
+
+
 def conflict_risk(spec: AgentTaskSpec, ready: Ready, commit: str) -> tuple[list[RiskSeen], bool]:
     """The run's other task branches that `commit` (just pushed) conflicts with, and whether some were left out.
 
@@ -457,7 +475,7 @@ def publish(spec: AgentTaskSpec, paths: RunnerPaths, ready: Ready, outcome: Agen
     if outcome.ok:
         result.phase = "Succeeded"
         if result.commit:
-            result.conflict_risk, result.conflict_risk_truncated = conflict_risk(spec, ready, result.commit)
+            result.conflict_risk, result.conflict_risk_truncated = bounded_conflict_risk(spec, ready, result.commit)
     elif outcome.reason == "Cancelled":
         result.phase = "Cancelled"
     result.duration_seconds = round(time.monotonic() - started, 3)
