@@ -9,7 +9,17 @@ from typing import Any
 
 import pytest
 
-from braid.api import AgentTask, AgentTaskStatus, Conflict, ConflictFile, MergeStatus, ParallelRun, TaskResult, Usage
+from braid.api import (
+    AgentTask,
+    AgentTaskStatus,
+    Conflict,
+    ConflictFile,
+    MergeStatus,
+    ParallelRun,
+    Resolution,
+    TaskResult,
+    Usage,
+)
 from braid.controller.decide import (
     MergeView,
     PodView,
@@ -627,3 +637,34 @@ def test_spec_cancel_stops_every_task_not_ended_and_the_run_ends_cancelled(setti
     final = decide_run(observe(run, ended), settings, NOW)
     assert (final.status.phase, final.status.reason) == ("Cancelled", "Cancelled") and final.finished
     assert not final.cancel
+
+
+def test_a_resolving_merge_creates_the_resolver_agenttask_then_the_next_rounds_job(settings: Settings) -> None:
+    run = make_run([t("a"), t("b")], merge={"resolve": [{"strategy": "agent"}]})
+    children = {"a": done(run, "a"), "b": done(run, "b")}
+    handed = Resolution(task="b", resolver="b.resolve", branch="braid/r/resolve/b", prepared="f" * 40,
+                        files=["x.py"], collides_with=["a"])
+    report = MergeStatus(phase="Resolving", branch="braid/r/merged", merged=["a"], not_merged=["b"],
+                         resolutions=[handed])
+    plan = decide_run(observe(run, children, MergeView(exists=True, outcome="Succeeded", report=report)),
+                      settings, NOW)
+    (created,) = plan.create
+    assert created["kind"] == "AgentTask" and created["metadata"]["name"] == "r-b.resolve"
+    assert created["metadata"]["labels"]["braid.dev/task"] == "b.resolve"
+    spec = AgentTask.model_validate(created).spec
+    assert (spec.resolves, spec.branch, spec.last_pushed, spec.suspend) == ("b", "braid/r/resolve/b", "f" * 40, False)
+    assert not plan.finished and plan.status.phase == "Merging"
+
+    # the resolver succeeded: the second round's Job merges with its commit
+    resolver = AgentTask.model_validate(created)
+    resolver.status = AgentTaskStatus(phase="Succeeded", attempts=1, commit="e" * 40)
+    resolving = run.model_copy(update={"status": plan.status})
+    obs = RunObservation(run=resolving, tasks=children, resolvers={"b": resolver},
+                         merge=MergeView(exists=True, outcome="Succeeded", report=report))
+    nxt = decide_run(obs, settings, NOW)
+    job = next(m for m in nxt.create if m["kind"] == "Job")
+    assert job["metadata"]["name"] == "r-merge-2"
+    assert any(m["kind"] == "ConfigMap" and m["metadata"]["name"] == "r-merge-2-report" for m in nxt.create)
+    request = merge_request_of(nxt)
+    assert request["round"] == 2 and request["resolutions"][0]["commit"] == "e" * 40
+    assert nxt.status.merge.round == 2 and nxt.status.resolvers["b"].phase == "Succeeded"

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from .common import API_VERSION, COMMIT_PATTERN, Model
+from .common import AGENT_TASK_NAME_PATTERN, API_VERSION, COMMIT_PATTERN, RESOLVER_SUFFIX, TASK_NAME_MAX, Model
 from .parallelrun import AgentSpec, Budget, ObjectMeta, RepoSpec, ResourceRequirements, RetryPolicy, TaskName
 from .status import Condition, RiskSeen, TaskStatus, Usage
 
@@ -20,7 +20,13 @@ class SkipRequest(Model):
 
 class AgentTaskSpec(Model):
     run: str = Field(min_length=1, max_length=63, description="Name of the owning ParallelRun.")
-    task: TaskName
+    task: str = Field(
+        min_length=1, max_length=TASK_NAME_MAX + len(RESOLVER_SUFFIX), pattern=AGENT_TASK_NAME_PATTERN,
+        description="The task, or <task>.resolve for the resolver of a task's merge conflicts.",
+    )
+    resolves: TaskName | None = Field(
+        None, description="Set on a resolver: the task whose conflicts with the integration it resolves."
+    )
     prompt: str = Field(min_length=1, max_length=65536)
     depends_on: list[TaskName] = Field(default_factory=list, max_length=64)
     paths: list[str] = Field(default_factory=list, max_length=64)

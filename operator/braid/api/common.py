@@ -131,6 +131,21 @@ def task_branch(run: str, task: str) -> str:
     return f"braid/{run}/tasks/{task}"
 
 
+RESOLVER_SUFFIX = ".resolve"
+"""A resolver task is named <task>.resolve: a name no task of a spec can have (task names have no '.')."""
+
+AGENT_TASK_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.resolve)?$"
+"""What an AgentTask runs: a task of the spec, or the resolver of one task's conflicts."""
+
+
+def resolver_name(task: str) -> str:
+    return task + RESOLVER_SUFFIX
+
+
+def resolution_branch(run: str, task: str) -> str:
+    return f"braid/{run}/resolve/{task}"
+
+
 def transcript_ref(run: str, task: str) -> str:
     """The full ref of a task's saved conversation (anthropic backend): outside refs/heads/ and
     refs/tags/, so no branch (task or integration) and no tag can ever collide with it."""

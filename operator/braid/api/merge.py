@@ -8,6 +8,7 @@ from pydantic import Field
 
 from .common import COMMIT_PATTERN, Model
 from .parallelrun import RepoSpec, ResolveRule, VerifySpec
+from .status import Resolution
 
 
 class MergeTask(Model):
@@ -26,6 +27,14 @@ class MergeRequest(Model):
     verify: VerifySpec | None = None
     on_verify_failure: Literal["report", "exclude"] = "report"
     not_merged: list[str] = Field(default_factory=list, description="Tasks that did not succeed, for the report.")
+    round: int = Field(1, ge=1, description="1, then one more after each set of resolver tasks.")
+    resolutions: list[Resolution] = Field(
+        default_factory=list, description="Conflicts resolver tasks took in earlier rounds; each task gets one."
+    )
+    resolution_records: dict[str, str] = Field(
+        default_factory=dict, description="Task -> the commit braid last pushed to its resolution branch, in an "
+        "earlier run: the one tip a new resolution branch may replace."
+    )
     last_pushed: str | None = Field(
         None,
         pattern=COMMIT_PATTERN,

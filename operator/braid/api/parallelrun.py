@@ -202,15 +202,30 @@ class RetryPolicy(Model):
 
 class ResolveRule(Model):
     paths: list[Annotated[str, Field(min_length=1, max_length=1024)]] = Field(
-        min_length=1, max_length=64,
+        default_factory=lambda: ["**"], min_length=1, max_length=64,
         description="Glob patterns, matched by braid (never by a shell): a pattern without '/' matches the file's "
         "name at any depth (CHANGELOG.md), one with '/' the whole path from the repository root (docs/*.md); '*' and "
-        "'?' stay within one directory, '**' spans directories.",
+        "'?' stay within one directory, '**' spans directories. Default: every path.",
     )
-    strategy: Literal["union", "ours", "theirs"] = Field(
-        description="How a content conflict in a matching file is resolved, with git merge-file: union keeps both "
-        "sides' lines (CHANGELOG-style additions), ours the integration branch's side, theirs the task's side."
+    strategy: Literal["union", "ours", "theirs", "agent"] = Field(
+        description="How a conflict in a matching file is resolved. union, ours, theirs: a content conflict, with "
+        "git merge-file (union keeps both sides' lines, for CHANGELOG-style additions; ours the integration branch's "
+        "side; theirs the task's side). agent: an agent resolves the task's conflicts on a resolution branch "
+        "(braid/<run>/resolve/<task>) as a resolver task; its result is merged when no conflict marker is left."
     )
+    prompt: str | None = Field(
+        None, max_length=8192,
+        description="strategy agent: instructions added to the prompt braid writes from the conflict report.",
+    )
+    agent: AgentSpec | None = Field(
+        None, description="strategy agent: the resolver's agent, over spec.agent (default: the conflicting task's).",
+    )
+
+    @model_validator(mode="after")
+    def _agent_fields(self) -> ResolveRule:
+        if self.strategy != "agent" and (self.prompt is not None or self.agent is not None):
+            raise ValueError(f"prompt and agent are for strategy agent, not {self.strategy}")
+        return self
 
 
 class VerifySpec(Model):

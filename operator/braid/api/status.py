@@ -6,11 +6,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from .common import Model
+from .common import COMMIT_PATTERN, Model
 
 RunPhase = Literal["Pending", "Running", "Suspended", "Merging", "Succeeded", "Conflicted", "Failed", "Cancelled"]
 TaskPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Skipped", "Cancelled"]
-MergePhase = Literal["Pending", "Running", "Succeeded", "Conflicted", "Failed", "Skipped"]
+MergePhase = Literal["Pending", "Running", "Resolving", "Succeeded", "Conflicted", "Failed", "Skipped"]
 ConflictKind = Literal["content", "add/add", "modify/delete", "rename", "file/directory", "binary", "mode", "other"]
 
 ENDED_TASK_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed", "Skipped", "Cancelled"})
@@ -94,8 +94,8 @@ class ConflictFile(Model):
     collides_with: list[str] = Field(default_factory=list, description="Merged tasks that changed this path too.")
     message: str | None = None
     resolution: str | None = Field(
-        None, description="How braid resolved this conflict, e.g. 'rule union' (a spec.merge.resolve rule); absent: "
-        "it was not resolved."
+        None, description="How braid resolved this conflict: 'rule union' (a spec.merge.resolve rule), 'agent "
+        "<task>.resolve at <commit>' (a resolver task); absent: it was not resolved."
     )
 
 
@@ -184,9 +184,34 @@ class Verification(Model):
     message: str | None = None
 
 
+class Resolution(Model):
+    """A task's conflicts handed to a resolver task (spec.merge.resolve strategy agent), and what became of it."""
+
+    task: str = Field(description="The conflicting task.")
+    resolver: str = Field(description="The resolver task, <task>.resolve.")
+    branch: str = Field(description="The resolution branch, braid/<run>/resolve/<task>.")
+    prepared: str = Field(pattern=COMMIT_PATTERN, description="The commit braid pushed there: the integration so "
+                          "far merged with the task's branch, conflict markers committed.")
+    files: list[str] = Field(default_factory=list, description="The conflicting files.")
+    collides_with: list[str] = Field(default_factory=list)
+    rule: int = Field(0, ge=0, description="The spec.merge.resolve rule (its index) that took the conflict.")
+    round: int = Field(1, ge=1, description="The merge round that prepared it; the next round merges the result.")
+    commit: str | None = Field(
+        None, pattern=COMMIT_PATTERN, description="The resolver's pushed result, once it succeeded."
+    )
+    message: str | None = Field(None, max_length=1024, description="Why the resolver did not succeed.")
+
+
 class MergeStatus(Model):
-    phase: MergePhase = "Pending"
+    phase: MergePhase = Field(
+        "Pending", description="Resolving: conflicts were handed to resolver tasks; the merge runs again (round + 1) "
+        "once they end."
+    )
     branch: str | None = None
+    round: int = Field(1, ge=1, description="Which merge this is: 1, then one more after each set of resolvers.")
+    resolutions: list[Resolution] = Field(
+        default_factory=list, description="Conflicts handed to resolver tasks, in this round and earlier ones."
+    )
     merged: list[str] = Field(default_factory=list)
     not_merged: list[str] = Field(default_factory=list, description="Tasks left out: failed, skipped or conflicting.")
     conflicts: list[Conflict] = Field(default_factory=list)
@@ -227,6 +252,10 @@ class ParallelRunStatus(Model):
     tasks: dict[str, TaskStatus] = Field(default_factory=dict)
     usage: Usage = Field(default_factory=Usage)
     merge: MergeStatus | None = None
+    resolvers: dict[str, TaskStatus] = Field(
+        default_factory=dict, description="Resolver tasks (spec.merge.resolve strategy agent), by the task whose "
+        "conflict each resolves."
+    )
     conflict_risk: list[ConflictRisk] = Field(
         default_factory=list, description="Pairs of succeeded tasks whose branches would conflict, found as each "
         "task succeeds (before the merge); pairs where one task depends on the other are not checked."
@@ -247,7 +276,7 @@ class ParallelRunStatus(Model):
         ended = counts.succeeded + counts.failed + counts.skipped + counts.cancelled
         self.progress = f"{ended}/{counts.total}"
         usage = Usage()
-        for task in self.tasks.values():
+        for task in [*self.tasks.values(), *self.resolvers.values()]:
             if task.usage:
                 usage = usage + task.usage
         self.usage = usage

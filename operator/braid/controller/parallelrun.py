@@ -49,9 +49,10 @@ async def reconcile_parallelrun(ctx: Context, key: Key) -> float | None:
         ctx.metrics.run_phase(meta["uid"], key.namespace, plan.status.phase)
         return None if plan.status.phase == "Failed" else ctx.settings.resync_seconds
 
-    tasks, strays = await _children(ctx, run, meta["uid"])
+    tasks, resolvers, strays = await _children(ctx, run, meta["uid"])
     merge = await _observe_merge(ctx, run)
-    plan = decide_run(RunObservation(run=run, tasks=tasks, strays=strays, merge=merge), ctx.settings, now)
+    plan = decide_run(RunObservation(run=run, tasks=tasks, resolvers=resolvers, strays=strays, merge=merge),
+                      ctx.settings, now)
     await _apply(ctx, key, plan)
     await _write_status(ctx, body, plan)
     await ctx.post_events(body, plan.events)
@@ -64,11 +65,14 @@ async def reconcile_parallelrun(ctx: Context, key: Key) -> float | None:
     return ctx.settings.resync_seconds
 
 
-async def _children(ctx: Context, run: ParallelRun, uid: str) -> tuple[dict[str, AgentTask], list[str]]:
+async def _children(ctx: Context, run: ParallelRun,
+                    uid: str) -> tuple[dict[str, AgentTask], dict[str, AgentTask], list[str]]:
+    """The run's AgentTasks: its tasks' by task name, its resolvers' by the task each resolves, and strays."""
     namespace = run.metadata.namespace or ""
     items = await ctx.kube.list(AGENTTASKS, namespace, labels.run_selector(run.name, labels.TASK_COMPONENT))
     wanted = {t.name for t in run.spec.tasks}
     tasks: dict[str, AgentTask] = {}
+    resolvers: dict[str, AgentTask] = {}
     strays: list[str] = []
     for item in items:
         if not owned_by(item, uid):
@@ -79,24 +83,28 @@ async def _children(ctx: Context, run: ParallelRun, uid: str) -> tuple[dict[str,
         except ValidationError as exc:
             log.warning("AgentTask %s/%s is not valid, ignoring it: %s", namespace, name, exc.errors()[0].get("msg"))
             continue
-        if child.spec.task in wanted:
+        if child.spec.resolves is not None:
+            resolvers[child.spec.resolves] = child
+        elif child.spec.task in wanted:
             tasks[child.spec.task] = child
         else:
             strays.append(name)
-    return tasks, sorted(strays)
+    return tasks, resolvers, sorted(strays)
 
 
 async def _observe_merge(ctx: Context, run: ParallelRun) -> MergeView:
+    """The Job of the merge round the run's status names (the first before any)."""
     namespace = run.metadata.namespace or ""
+    round_ = run.status.merge.round if run.status is not None and run.status.merge is not None else 1
+    name = merge_job_name(run.name, round_)
     try:
-        job = await ctx.kube.get(JOBS, namespace, merge_job_name(run.name))
+        job = await ctx.kube.get(JOBS, namespace, name)
     except NotFound:
         return MergeView()
     if not owned_by(job, run.metadata.uid or ""):
-        return MergeView(exists=True, outcome="Failed",
-                         message=f"Job {merge_job_name(run.name)} exists and does not belong to this run")
+        return MergeView(exists=True, outcome="Failed", message=f"Job {name} exists and does not belong to this run")
     outcome = job_outcome(job)
-    pods = await ctx.kube.list(PODS, namespace, f"{labels.JOB_NAME}={merge_job_name(run.name)}")
+    pods = await ctx.kube.list(PODS, namespace, f"{labels.JOB_NAME}={name}")
     pods.sort(key=lambda p: p["metadata"].get("creationTimestamp") or "", reverse=True)
     succeeded = [p for p in pods if (p.get("status") or {}).get("phase") == "Succeeded"]
     if outcome is None and succeeded:
@@ -104,13 +112,13 @@ async def _observe_merge(ctx: Context, run: ParallelRun) -> MergeView:
         outcome = "Succeeded"
     if outcome is None:
         return MergeView(exists=True)
-    report = await _merge_report(ctx, namespace, run.name, succeeded or pods)
+    report = await _merge_report(ctx, namespace, merge_report_name(run.name, round_), succeeded or pods)
     return MergeView(exists=True, outcome=outcome, report=report, message=job_failure_message(job))
 
 
-async def _merge_report(ctx: Context, namespace: str, run: str, pods: list[dict[str, Any]]):
+async def _merge_report(ctx: Context, namespace: str, configmap_name: str, pods: list[dict[str, Any]]):
     try:
-        configmap = await ctx.kube.get(CONFIGMAPS, namespace, merge_report_name(run))
+        configmap = await ctx.kube.get(CONFIGMAPS, namespace, configmap_name)
         report = parse_merge_report((configmap.get("data") or {}).get(REPORT_KEY))
         if report is not None:
             return report

@@ -4,7 +4,7 @@ Nothing here talks to a cluster: every function takes typed input and returns a 
 """
 
 from . import labels
-from .agenttask import agent_task, run_owner
+from .agenttask import agent_task, resolver_agent_task, run_owner
 from .event import Event, event_manifest
 from .job import REPORT_KEY, merge_job, merge_report_configmap
 from .meta import owned_by, owner_reference
@@ -14,5 +14,5 @@ from .pod import agent_pod
 __all__ = [
     "REPORT_KEY", "Event", "agent_pod", "agent_task", "agenttask_name", "event_manifest", "labels", "merge_job",
     "merge_job_name", "merge_report_configmap", "merge_report_name", "owned_by", "owner_reference",
-    "pod_name", "run_owner",
+    "pod_name", "resolver_agent_task", "run_owner",
 ]

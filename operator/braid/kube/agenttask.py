@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from braid.api import API_VERSION, ParallelRun, TaskSpec
+from braid.api import API_VERSION, AgentTaskSpec, ParallelRun, TaskSpec
 from braid.plan.tasks import task_spec
 
 from . import labels
@@ -29,4 +29,19 @@ def agent_task(run: ParallelRun, task: TaskSpec) -> dict[str, Any]:
             "ownerReferences": [run_owner(run)],
         },
         "spec": task_spec(run, task).wire(),
+    }
+
+
+def resolver_agent_task(run: ParallelRun, spec: AgentTaskSpec) -> dict[str, Any]:
+    """The AgentTask of a resolver (plan.resolve): named <run>-<task>.resolve, released at once."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "AgentTask",
+        "metadata": {
+            "name": agenttask_name(run.name, spec.task),
+            "namespace": run.metadata.namespace,
+            "labels": labels.for_task(run.name, spec.task),
+            "ownerReferences": [run_owner(run)],
+        },
+        "spec": spec.wire(),
     }

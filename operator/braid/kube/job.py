@@ -48,7 +48,7 @@ def merge_job(run: ParallelRun, request: MergeRequest, settings: Settings) -> di
         "workingDir": TMP,
         "env": [
             {"name": "BRAID_MERGE_REQUEST", "value": json.dumps(request.wire(), separators=(",", ":"))},
-            {"name": "BRAID_MERGE_REPORT_CONFIGMAP", "value": merge_report_name(run.name)},
+            {"name": "BRAID_MERGE_REPORT_CONFIGMAP", "value": merge_report_name(run.name, request.round)},
         ],
         "resources": resources(None, settings),
         "volumeMounts": mounts,
@@ -72,7 +72,7 @@ def merge_job(run: ParallelRun, request: MergeRequest, settings: Settings) -> di
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": merge_job_name(run.name),
+            "name": merge_job_name(run.name, request.round),
             "namespace": run.metadata.namespace,
             "labels": job_labels,
             "ownerReferences": [run_owner(run)],
@@ -120,13 +120,13 @@ def _verify_container(request: MergeRequest, settings: Settings, command: list[s
     }
 
 
-def merge_report_configmap(run: ParallelRun) -> dict[str, Any]:
+def merge_report_configmap(run: ParallelRun, round_: int = 1) -> dict[str, Any]:
     """Empty until a merge report too large for a termination message is written into it."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {
-            "name": merge_report_name(run.name),
+            "name": merge_report_name(run.name, round_),
             "namespace": run.metadata.namespace,
             "labels": labels.common(run.name, labels.MERGE_REPORT),
             "ownerReferences": [run_owner(run)],

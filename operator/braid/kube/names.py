@@ -15,10 +15,11 @@ def pod_name(run: str, task: str, attempt: int) -> str:
     return f"{run}-{task}-{attempt}"
 
 
-def merge_job_name(run: str) -> str:
-    return f"{run}-merge"
+def merge_job_name(run: str, round_: int = 1) -> str:
+    """The Job of one merge round: <run>-merge, then <run>-merge-2, ... after resolver tasks."""
+    return f"{run}-merge" if round_ == 1 else f"{run}-merge-{round_}"
 
 
-def merge_report_name(run: str) -> str:
+def merge_report_name(run: str, round_: int = 1) -> str:
     """ConfigMap that receives the merge report when it does not fit in a termination message."""
-    return f"{run}-merge-report"
+    return f"{merge_job_name(run, round_)}-report"

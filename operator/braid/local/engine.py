@@ -23,7 +23,17 @@ from typing import TextIO
 
 from pydantic import ValidationError
 
-from braid.api import AgentTaskStatus, Budget, MergeStatus, ParallelRun, ParallelRunStatus, ResourceUsage, TaskResult
+from braid.api import (
+    AgentTaskSpec,
+    AgentTaskStatus,
+    Budget,
+    MergeStatus,
+    ParallelRun,
+    ParallelRunStatus,
+    ResourceUsage,
+    TaskResult,
+)
+from braid.api.common import RESOLVER_SUFFIX
 from braid.api.events import RunEvent
 from braid.api.quantity import format_bytes
 from braid.confine import CgroupSetup, Limits, LimitsUnavailable, SandboxUnavailable, find_sandbox
@@ -141,6 +151,10 @@ class LocalRun:
         self.run.metadata.generation = self.run.metadata.generation or GENERATION
         self.run.status = ParallelRunStatus()
         self.tasks: dict[str, AgentTaskStatus] = {}
+        """The tasks of the spec, then the resolvers (<task>.resolve) as they start."""
+        self.resolver_specs: dict[str, AgentTaskSpec] = {}
+        self.resolution_records: dict[str, str] = {}
+        """Task -> what an earlier run's resolver last pushed to the task's resolution branch."""
         self.shares: dict[str, Budget | None] = {}
         self.admitted: set[str] = set()
         self.children: dict[str, Child] = {}
@@ -332,7 +346,8 @@ class LocalRun:
     def _step(self) -> Step:
         """Ask plan.step, then do what it decided: skip, start, retry."""
         now = utcnow()
-        decided = step(self.run, self._views(), self.merge, now, cancelled=self.cancelled)
+        decided = step(self.run, self._views(), self.merge, now, cancelled=self.cancelled,
+                       resolvers=self._resolver_views())
         for name, skip in decided.skip.items():
             end_without_attempt(self.tasks[name], "Skipped", skip.reason, skip.message, now)
             self._conditions(name, now)
@@ -340,21 +355,37 @@ class LocalRun:
             self.admitted.add(start.task)
             self.shares[start.task] = start.budget
             self._spawn(start.task, start.budget, now)
+        for resolver in decided.resolve:
+            name = resolver.spec.task
+            self.resolver_specs[name] = resolver.spec
+            self.tasks[name] = AgentTaskStatus(phase="Pending", branch=resolver.spec.branch)
+            self.admitted.add(name)
+            self.shares[name] = resolver.spec.budget
+            self._spawn(name, resolver.spec.budget, now)
         for retry in decided.retry:
             if retry.task not in self.children and retry.at <= now:
                 self._spawn(retry.task, retry.budget, now)
         for event in decided.events:
             self._show(event)
         self.run.status = decided.status
-        if decided.skip or decided.start or decided.retry:
+        if decided.merge is not None and self.resolution_records:
+            decided.merge = decided.merge.model_copy(update={
+                "resolution_records": {**self.resolution_records, **decided.merge.resolution_records}})
+        if decided.skip or decided.start or decided.retry or decided.resolve:
             # what was just started or skipped shows in the status at once
-            self.run.status = step(self.run, self._views(), self.merge, now, cancelled=self.cancelled).status
+            self.run.status = step(self.run, self._views(), self.merge, now, cancelled=self.cancelled,
+                                   resolvers=self._resolver_views()).status
         self._save()
         return decided
 
     def _views(self) -> dict[str, TaskView]:
         return {name: TaskView(status=state, admitted=name in self.admitted, share=self.shares.get(name))
-                for name, state in self.tasks.items()}
+                for name, state in self.tasks.items() if name not in self.resolver_specs}
+
+    def _resolver_views(self) -> dict[str, TaskView]:
+        return {spec.resolves or name: TaskView(status=self.tasks[name], admitted=name in self.admitted,
+                                               share=self.shares.get(name))
+                for name, spec in self.resolver_specs.items()}
 
     def _show(self, event: Event) -> None:
         self._emit(event, task=_task_named(event, self.tasks))
@@ -375,8 +406,8 @@ class LocalRun:
     def _spawn(self, name: str, budget: Budget | None, now: datetime) -> None:
         state = self.tasks[name]
         attempt = state.attempts + 1
-        spec = attempt_spec(task_spec(self.run, self.run.spec.task(name)), state, budget).model_copy(
-            update={"repo": self._repo()})
+        base = self.resolver_specs.get(name) or task_spec(self.run, self.run.spec.task(name))
+        spec = attempt_spec(base, state, budget).model_copy(update={"repo": self._repo()})
         task_dir = self.state_dir / "tasks" / name
         task_dir.mkdir(parents=True, exist_ok=True)
         spec_path = task_dir / "spec.json"
@@ -616,6 +647,8 @@ class LocalRun:
         previous = _read_previous(self.state_dir / "tasks.json")
         for name, old in previous.items():
             self._account_unrecorded(name, old)
+            if name.endswith(RESOLVER_SUFFIX) and old.commit:
+                self.resolution_records[name.removesuffix(RESOLVER_SUFFIX)] = old.commit
         record = _read_merge_record(self.state_dir / "status.json")
         if record:
             self.run.status = ParallelRunStatus(

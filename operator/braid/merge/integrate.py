@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from braid.api import MAX_RISK_FILES, MAX_RISK_PAIRS, Conflict, ConflictFile, ConflictRisk, MergeRequest, MergeStatus, RiskFile
+from braid.api import (
+    MAX_RISK_FILES,
+    MAX_RISK_PAIRS,
+    Conflict,
+    ConflictFile,
+    ConflictRisk,
+    MergeRequest,
+    MergeStatus,
+    Resolution,
+    RiskFile,
+    resolution_branch,
+    resolver_name,
+)
 from braid.gitops import GitError, MissingRef, ObjectCache, Repo, RepositoryUnreachable, normalize_url, resolve_base
 from braid.gitops.mergetree import MergeTree, Stage, merge_tree
 from braid.plan import Node, topological_order, upstream
+from braid.plan.resolve import MAX_ROUNDS, agent_rule
 from braid.plan.risk import resolve_strategy
 
 from .verify import Verifier, Verify, VerifyInterrupted
@@ -28,18 +42,40 @@ def merge_order(request: MergeRequest) -> list[str]:
     return topological_order(nodes)
 
 
+# a line git writes around each side of a content conflict
+_MARKER = re.compile(rb"^(<{7}|>{7})( |\r?$)|^={7}\r?$", re.MULTILINE)
+
+
+def commit_tree(repo: Repo, tree: str, parents: list[str], message: str) -> str:
+    """A commit of `tree`, dated at its newest parent: the same inputs make the same commit, so a merge made
+    again (a later round, a re-run) rebuilds the commits it made before, and a resolution prepared on
+    one of them still applies."""
+    newest = max(int(t) for t in repo.out("show", "-s", "--format=%ct", *parents).split())
+    when = f"{newest} +0000"
+    args = ["commit-tree", tree]
+    for parent in parents:
+        args += ["-p", parent]
+    return repo.run(*args, "-m", message, env={"GIT_AUTHOR_DATE": when, "GIT_COMMITTER_DATE": when})[1].strip()
+
+
 def _files_changed(repo: Repo, base: str, tip: str) -> set[str]:
     out = repo.out("diff", "--name-only", "--no-renames", base, tip)
     return set(out.splitlines())
 
 
-def integrate(repo: Repo, request: MergeRequest, base: str, steps: list[tuple[str, str]] | None = None) -> MergeStatus:
+def integrate(repo: Repo, request: MergeRequest, base: str, steps: list[tuple[str, str]] | None = None,
+              prepare: bool = True) -> MergeStatus:
     """Merge each task's branch onto `base` in order, in `repo` (bare is fine). Nothing is pushed.
 
     `steps`, when given, receives (task, integration commit after it) for each merged task, in order.
+    A conflict an agent rule takes is prepared for a resolver (`prepare`, in the first rounds) and
+    reported in status.resolutions; a conflict a resolver took in an earlier round is merged with its result.
     """
-    status = MergeStatus(phase="Running", branch=request.integration_branch, not_merged=list(request.not_merged))
+    status = MergeStatus(phase="Running", branch=request.integration_branch, not_merged=list(request.not_merged),
+                         round=request.round)
     by_name = {t.name: t for t in request.tasks}
+    resolutions = {r.task: r for r in request.resolutions}
+    status.resolutions = [r.model_copy() for r in request.resolutions]
     current = base
     changed: dict[str, set[str]] = {}
     held_back: set[str] = set()
@@ -76,16 +112,29 @@ def integrate(repo: Repo, request: MergeRequest, base: str, steps: list[tuple[st
         merged = merge_tree(repo, current, tip)
         changed[name] = _files_changed(repo, base, tip)
         tree = merged.tree if merged.clean else _resolved_tree(repo, request, merged)
+        by_agent: str | None = None
+        resolution = resolutions.get(name)
+        if tree is None and resolution is not None:
+            tree, by_agent = _agent_resolution(repo, current, merged, resolution)
         conflict = Conflict(task=name)
         for f in merged.conflicts:
             others = sorted(m for m in status.merged if f.path in changed.get(m, set()))
-            strategy = resolve_strategy(request.resolve, f.path, f.kind) if tree else None
+            strategy = resolve_strategy(request.resolve, f.path, f.kind)
+            how = None
+            if tree is not None:
+                how = f"rule {strategy}" if strategy else by_agent
             conflict.files.append(ConflictFile(path=f.path, kind=f.kind, collides_with=others, message=f.message,
-                                               resolution=f"rule {strategy}" if strategy else None))
+                                               resolution=how))
         conflict.collides_with = sorted({o for f in conflict.files for o in f.collides_with})
+        if tree is None and by_agent is not None:
+            conflict.message = by_agent
         if tree is not None:
-            message = f"braid: merge task {name}\n\nBranch {task.branch}.\n\n{RUN_TRAILER}: {request.run}\n"
-            current = repo.out("commit-tree", tree, "-p", current, "-p", tip, "-m", message)
+            message = f"braid: merge task {name}\n\nBranch {task.branch}.\n"
+            if by_agent is not None and resolution is not None:
+                message += (f"\nConflicts resolved by {resolution.resolver} on {resolution.branch} "
+                            f"(commit {resolution.commit}).\n")
+            message += f"\n{RUN_TRAILER}: {request.run}\n"
+            current = commit_tree(repo, tree, [current, tip], message)
             status.merged.append(name)
             if steps is not None:
                 steps.append((name, current))
@@ -94,6 +143,15 @@ def integrate(repo: Repo, request: MergeRequest, base: str, steps: list[tuple[st
                 log.info("task %s: conflicts in %s resolved by spec.merge.resolve rules", name,
                          ", ".join(f.path for f in conflict.files))
             continue
+        if prepare and resolution is None and request.round < MAX_ROUNDS and \
+                (rule := agent_rule(request.resolve, ((f.path, f.kind) for f in merged.conflicts))) is not None:
+            prepared = _prepare(repo, request, merged, current, tip, name)
+            status.resolutions.append(Resolution(
+                task=name, resolver=resolver_name(name), branch=resolution_branch(request.run, name),
+                prepared=prepared, collides_with=conflict.collides_with,
+                files=[f.path for f in conflict.files if resolve_strategy(request.resolve, f.path, f.kind) is None],
+                rule=rule, round=request.round))
+            conflict.message = f"handed to the resolver {resolver_name(name)}"
         status.conflicts.append(conflict)
         status.not_merged.append(name)
         held_back.add(name)
@@ -103,16 +161,54 @@ def integrate(repo: Repo, request: MergeRequest, base: str, steps: list[tuple[st
     status.left_out_conflicts = _left_out_pairs(repo, request, status)
     status.commit = current
     status.conflict_count = sum(len(c.files) for c in status.conflicts)
-    status.phase = "Conflicted" if status.conflicts else "Succeeded"
+    status.phase = "Resolving" if new_resolutions(status) else "Conflicted" if status.conflicts else "Succeeded"
     return status
+
+
+def new_resolutions(status: MergeStatus) -> list[Resolution]:
+    """The conflicts this round handed to resolvers."""
+    return [r for r in status.resolutions if r.round == status.round]
+
+
+def _prepare(repo: Repo, request: MergeRequest, merged: MergeTree, current: str, tip: str, name: str) -> str:
+    """The commit a resolver starts from: the integration so far merged with the task's branch, the files a
+    rule resolves resolved, the others as git left them (conflict markers in content conflicts)."""
+    tree = _resolved_tree(repo, request, merged, partial=True) or merged.tree
+    files = "\n".join(f"- {f.path} ({f.kind})" for f in merged.conflicts)
+    message = (f"braid: conflicts of task {name}, for its resolver\n\nThe integration so far merged with the task's "
+               f"branch; these files are committed as git left them, with conflict markers:\n{files}\n\n"
+               f"{RUN_TRAILER}: {request.run}\n")
+    return commit_tree(repo, tree, [current, tip], message)
+
+
+def _agent_resolution(repo: Repo, current: str, merged: MergeTree, resolution: Resolution) -> tuple[str | None, str]:
+    """(the resolved tree, how it was resolved), or (None, why the resolver's result cannot be merged)."""
+    who = resolution.resolver
+    if resolution.commit is None:
+        return None, f"{who} did not resolve it" + (f": {resolution.message}" if resolution.message else "")
+    commit = repo.rev(resolution.commit)
+    parent = repo.rev(f"{resolution.prepared}^1")
+    if commit is None or parent is None:
+        return None, f"{who}: its result {resolution.commit[:12]} is not on {resolution.branch}"
+    if parent != current and repo.out("rev-parse", f"{parent}^{{tree}}") != repo.out("rev-parse", f"{current}^{{tree}}"):
+        return None, f"{who}: the integration it resolved against has changed since; not merged"
+    if repo.run("merge-base", "--is-ancestor", resolution.prepared, commit, check=False)[0] != 0:
+        return None, f"{who}: its result does not build on the commit braid prepared"
+    for f in merged.conflicts:
+        if repo.run("cat-file", "-e", f"{commit}:{f.path}", check=False)[0] != 0:
+            continue  # removed: a modify/delete settled by deleting
+        if _MARKER.search(repo.run_bytes("cat-file", "blob", f"{commit}:{f.path}")[1]):
+            return None, f"{who} left conflict markers in {f.path}; not merged"
+    return repo.out("rev-parse", f"{commit}^{{tree}}"), f"agent {who} at {commit[:12]}"
 
 
 RESOLVE_FLAGS = {"union": "--union", "ours": "--ours", "theirs": "--theirs"}
 
 
-def _resolved_tree(repo: Repo, request: MergeRequest, merged: MergeTree) -> str | None:
+def _resolved_tree(repo: Repo, request: MergeRequest, merged: MergeTree, partial: bool = False) -> str | None:
     """The merged tree with every conflict resolved by a spec.merge.resolve rule, or None when some conflict
-    has no rule (or cannot be resolved from its blobs).
+    has no rule (or cannot be resolved from its blobs). `partial`: resolve what a rule resolves and leave
+    the rest as git merge-tree wrote it (None when no rule applies).
 
     Each file is merged again from git's own three blobs (base, the integration side, the
     task's side; no base for add/add) with `git merge-file --union|--ours|--theirs`, and put
@@ -127,9 +223,13 @@ def _resolved_tree(repo: Repo, request: MergeRequest, merged: MergeTree) -> str 
         stages = merged.stages.get(f.path, {})
         if strategy is None or 2 not in stages or 3 not in stages or \
                 not all(s.mode.startswith("100") for s in stages.values()):
+            if partial:
+                continue
             return None
         plans.append((f.path, strategy))
-    if set(merged.stages) - {path for path, _ in plans}:
+    if partial and not plans:
+        return None
+    if not partial and set(merged.stages) - {path for path, _ in plans}:
         return None  # git left another path unmerged that no conflict here names: not braid's to settle
     with tempfile.TemporaryDirectory(prefix="braid-resolve-") as scratch:
         root = Path(scratch)
@@ -214,6 +314,34 @@ def publish(repo: Repo, request: MergeRequest, status: MergeStatus) -> None:
     status.last_pushed = status.commit
 
 
+def push_resolutions(repo: Repo, request: MergeRequest, status: MergeStatus) -> None:
+    """Push each prepared resolution to its branch. A branch that exists is replaced only while it holds what
+    braid pushed there (the prepared commit itself, or the earlier run's record); otherwise that conflict is
+    not handed to an agent and stays as it is."""
+    url = normalize_url(request.repo.url)
+    kept = [r for r in status.resolutions if r.round != status.round]
+    for pending in new_resolutions(status):
+        ref = f"refs/heads/{pending.branch}"
+        existing = repo.rev(ref)
+        if existing == pending.prepared:
+            kept.append(pending)
+            continue
+        if existing is not None and existing != request.resolution_records.get(pending.task):
+            for conflict in status.conflicts:
+                if conflict.task == pending.task:
+                    conflict.message = (f"not handed to an agent: {pending.branch} exists and holds commits braid did "
+                                        f"not write (tip {existing[:12]})")
+            log.warning("task %s: resolution branch %s exists and is not braid's", pending.task, pending.branch)
+            continue
+        repo.run("push", "--quiet", "--porcelain", f"--force-with-lease={ref}:{existing or ''}", url,
+                 f"{pending.prepared}:{ref}")
+        repo.run("update-ref", ref, pending.prepared)
+        kept.append(pending)
+    status.resolutions = kept
+    if not new_resolutions(status):
+        status.phase = "Conflicted" if status.conflicts else "Succeeded"
+
+
 def run_merge(request: MergeRequest, cache: ObjectCache, env: dict[str, str] | None = None,
               verifier: Verifier | None = None, redact: Callable[[str], str] | None = None) -> MergeStatus:
     """The whole merge step: fetch, integrate, verify (spec.merge.verify, with `verifier`), push.
@@ -224,13 +352,19 @@ def run_merge(request: MergeRequest, cache: ObjectCache, env: dict[str, str] | N
         base = resolve_base(repo, request.repo.base_ref, branches="refs/heads/")
         steps: list[tuple[str, str]] = []
         status = integrate(repo, request, base, steps)
+        if new_resolutions(status):
+            push_resolutions(repo, request, status)
+        if new_resolutions(status):
+            # the resolvers run first; this round's result is neither verified nor pushed
+            status.last_pushed = request.last_pushed
+            return status
         if request.verify is not None and status.merged:
             if verifier is None:
                 raise VerifierMissing()
 
             def rebuild(smaller: MergeRequest) -> tuple[MergeStatus, list[tuple[str, str]]]:
                 again: list[tuple[str, str]] = []
-                return integrate(repo, smaller, base, again), again
+                return integrate(repo, smaller, base, again, prepare=False), again
 
             status = Verify(repo, request, base, verifier, redact).run(status, steps, rebuild)
             if status.phase == "Failed":

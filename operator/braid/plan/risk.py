@@ -59,12 +59,13 @@ def path_matches(glob: str, path: str) -> bool:
 
 
 def resolve_strategy(rules: Sequence[ResolveRule], path: str, kind: str) -> str | None:
-    """The strategy of the first rule matching `path`, for a conflict of `kind` a rule can resolve; else None."""
+    """The file strategy (union, ours, theirs) of the first rule matching `path`, for a conflict of `kind` such a
+    rule can resolve; else None (also when the first matching rule hands the file to an agent)."""
     if kind not in RESOLVABLE_KINDS:
         return None
     for rule in rules:
         if any(path_matches(glob, path) for glob in rule.paths):
-            return rule.strategy
+            return None if rule.strategy == "agent" else rule.strategy
     return None
 
 

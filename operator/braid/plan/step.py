@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from braid.api import (
+    AgentTaskSpec,
     AgentTaskStatus,
     Budget,
     MergeRequest,
@@ -22,8 +23,10 @@ from braid.api import (
     MergeTask,
     ParallelRun,
     ParallelRunStatus,
+    Resolution,
     TaskStatus,
     Verification,
+    resolver_name,
 )
 from braid.api.status import ENDED_TASK_PHASES
 
@@ -33,6 +36,7 @@ from .clock import iso, parse
 from .conditions import condition, set_condition
 from .dag import PlanError, nodes_of, validate
 from .events import Event
+from .resolve import resolver_spec
 from .risk import conflict_risk, risk_events
 from .schedule import Ranked, Skip, decide, ranks
 
@@ -70,6 +74,14 @@ class Retry:
     """What the next attempt may spend: the share less what the task spent so far."""
 
 
+@dataclass(frozen=True)
+class StartResolver:
+    task: str
+    """The conflicting task."""
+    spec: AgentTaskSpec
+    """The resolver's spec (plan.resolve.resolver_spec), its budget share set."""
+
+
 @dataclass
 class Step:
     status: ParallelRunStatus
@@ -80,10 +92,14 @@ class Step:
     retry: list[Retry] = field(default_factory=list)
     """Admitted tasks waiting for their next attempt."""
     merge: MergeRequest | None = None
-    """Every task has ended: merge these branches (set once, when the merge is due to start)."""
+    """Every task has ended: merge these branches (set once, when the merge is due to start, and again
+    for each later round, once the resolvers of a round have ended)."""
+    resolve: list[StartResolver] = field(default_factory=list)
+    """Resolver tasks to start now (spec.merge.resolve strategy agent)."""
     events: list[Event] = field(default_factory=list)
     cancel: list[str] = field(default_factory=list)
-    """The run is cancelled: these tasks have not ended and must stop (what they wrote is pushed)."""
+    """The run is cancelled: these tasks (and resolvers, <task>.resolve) have not ended and must stop (what
+    they wrote is pushed)."""
     finished: bool = False
     """The run reached its final phase in this step."""
     closed: bool = False
@@ -97,10 +113,13 @@ def step(
     now: datetime,
     *,
     cancelled: bool = False,
+    resolvers: Mapping[str, TaskView] | None = None,
 ) -> Step:
     """The run's next step. `merge` is the merge as observed: None before it started, phase Running while
-    it runs, its report once it ended. `cancelled`: the run was stopped (or its spec.cancel is set);
-    start and merge nothing, stop what runs."""
+    it runs, its report once it ended (of the round status.merge.round names). `cancelled`: the run was
+    stopped (or its spec.cancel is set); start and merge nothing, stop what runs. `resolvers`: the
+    resolver tasks, by the task whose conflicts each resolves."""
+    resolvers = resolvers or {}
     cancelled = cancelled or run.spec.cancel
     old = run.status or ParallelRunStatus()
     generation = run.metadata.generation
@@ -124,11 +143,12 @@ def step(
     if status.phase in FINAL_RUN_PHASES and status.finished_at is not None:
         # a finished run stays as it ended; its summary still follows late reports (usage of a stopped pod)
         _summarise(out, run, tasks, phases, admitted, set(), old, now)
+        _summarise_resolvers(out, resolvers, old)
         _risk(out, run, tasks, old)
         out.closed = True
         return out
 
-    used = spent([v.status.usage for v in tasks.values()
+    used = spent([v.status.usage for v in [*tasks.values(), *resolvers.values()]
                   if v.status is not None and v.status.usage and _ended(v)])
     decision = decide(nodes, phases, run.spec.max_parallel, budget_exhausted=exhausted(run.spec.budget, used),
                       suspended=run.spec.suspend or cancelled, rank=start_order(run))
@@ -142,11 +162,15 @@ def step(
         ))
     _admit(out, run, tasks, decision.start, phases, admitted, used)
     _retries(out, tasks, now)
+    _retries(out, {resolver_name(t): v for t, v in resolvers.items()}, now)
     if cancelled:
         out.cancel = [t.name for t in run.spec.tasks if phases[t.name] not in ENDED_TASK_PHASES]
+        out.cancel += [resolver_name(t) for t, v in resolvers.items() if not _ended(v)]
 
     all_ended = decision.all_ended and all(tasks.get(t.name) is not None and tasks[t.name].status is not None
                                            for t in run.spec.tasks)
+    if cancelled:
+        all_ended = all_ended and all(_ended(v) for v in resolvers.values())
     if all_ended and cancelled:
         out.finished = True
         if merge is not None and merge.phase not in ("Pending", "Running") and status.merge is not None \
@@ -156,12 +180,26 @@ def step(
             status.merge = merge.model_copy(deep=True)
             status.merge.last_pushed = status.merge.last_pushed or record
     elif all_ended:
-        _merge(out, run, phases, merge)
+        _merge(out, run, phases, merge, resolvers, used)
     started = {s.task for s in out.start}
     _summarise(out, run, tasks, phases, admitted | started, started, old, now)
+    _summarise_resolvers(out, resolvers, old)
     _risk(out, run, tasks, old)
     _outcome(out, run, old, now, cancelled, active=bool(admitted or started))
     return out
+
+
+def _summarise_resolvers(out: Step, resolvers: Mapping[str, TaskView], old: ParallelRunStatus) -> None:
+    lines = {name: summary(view.status) for name, view in resolvers.items() if view.status is not None}
+    for name, line in lines.items():
+        before = old.resolvers.get(name)
+        if line.phase in ENDED_TASK_PHASES and (before is None or before.phase != line.phase):
+            out.events.append(_task_ended_event(resolver_name(name), line))
+    for start in out.resolve:
+        lines.setdefault(start.task, TaskStatus(phase="Pending", branch=start.spec.branch, reason="Starting",
+                                                message="admitted; its attempt is being started"))
+    out.status.resolvers = lines
+    out.status.recount()
 
 
 def _risk(out: Step, run: ParallelRun, tasks: Mapping[str, TaskView], old: ParallelRunStatus) -> None:
@@ -249,11 +287,14 @@ def _retries(out: Step, tasks: Mapping[str, TaskView], now: datetime) -> None:
             out.retry.append(Retry(name, at, attempt_budget(view.share, state.usage)))
 
 
-def merge_request(run: ParallelRun, succeeded: set[str], last_pushed: str | None = None) -> MergeRequest:
+def merge_request(run: ParallelRun, succeeded: set[str], last_pushed: str | None = None, round_: int = 1,
+                  resolutions: list[Resolution] | None = None,
+                  resolution_records: Mapping[str, str] | None = None) -> MergeRequest:
     """Merge the succeeded tasks (spec order; the merge sorts them topologically); report the rest.
 
     `last_pushed`: the integration commit braid itself last pushed for this run, the one tip
-    the merge may replace.
+    the merge may replace. `round_` and `resolutions`: a later round, with what the resolvers of
+    the earlier ones made. `resolution_records`: what braid last pushed to each resolution branch.
     """
     return MergeRequest(
         run=run.name,
@@ -267,18 +308,25 @@ def merge_request(run: ParallelRun, succeeded: set[str], last_pushed: str | None
                for t in run.spec.tasks if t.name in succeeded],
         not_merged=[t.name for t in run.spec.tasks if t.name not in succeeded],
         last_pushed=last_pushed,
+        round=round_,
+        resolutions=resolutions or [],
+        resolution_records=dict(resolution_records or {}),
     )
 
 
-def _merge(out: Step, run: ParallelRun, phases: dict[str, str], merge: MergeStatus | None) -> None:
+def _merge(out: Step, run: ParallelRun, phases: dict[str, str], merge: MergeStatus | None,
+           resolvers: Mapping[str, TaskView], used: Spend) -> None:
     status = out.status
     succeeded = {t.name for t in run.spec.tasks if phases[t.name] == "Succeeded"}
     others = [t.name for t in run.spec.tasks if t.name not in succeeded]
     branch = run.integration_branch
     # what braid last pushed to the integration branch outlives every merge status written here
     record = status.merge.last_pushed if status.merge is not None else None
+    round_ = status.merge.round if status.merge is not None else 1
+    resolutions = status.merge.resolutions if status.merge is not None else []
+    records = {t: v.status.commit for t, v in resolvers.items() if v.status is not None and v.status.commit}
     running = MergeStatus(phase="Running", branch=branch, message=f"merging {len(succeeded)} branches",
-                          last_pushed=record)
+                          last_pushed=record, round=round_, resolutions=resolutions)
     if not succeeded:
         status.merge = MergeStatus(phase="Skipped", branch=branch, not_merged=others,
                                    message="no task succeeded; nothing to merge", last_pushed=record)
@@ -286,12 +334,16 @@ def _merge(out: Step, run: ParallelRun, phases: dict[str, str], merge: MergeStat
     elif merge is None:
         if run.spec.suspend:
             return
-        out.merge = merge_request(run, succeeded, record)
+        out.merge = merge_request(run, succeeded, record, round_, resolutions, records)
         status.merge = running
-        out.events.append(Event("Normal", "MergeStarted", f"merging {len(succeeded)} task branches into {branch}"))
+        if round_ == 1:
+            out.events.append(Event("Normal", "MergeStarted",
+                                    f"merging {len(succeeded)} task branches into {branch}"))
     elif merge.phase in ("Pending", "Running"):
         if status.merge is None or status.merge.phase != "Running":
             status.merge = running
+    elif merge.phase == "Resolving":
+        _resolve(out, run, merge, succeeded, resolvers, used, records)
     else:
         result = merge.model_copy(deep=True)
         result.branch = result.branch or branch
@@ -309,6 +361,12 @@ def _merge(out: Step, run: ParallelRun, phases: dict[str, str], merge: MergeStat
                 f"{len(passed.tasks)} tasks ({passed.commit[:12]}) and fails with {found.task} merged "
                 f"({found.first_failed.commit[:12]})"
                 + (f"; not merged: {', '.join(found.excluded)}" if found.excluded else ""))))
+        for conflict in result.resolved:
+            agents = sorted({f.resolution for f in conflict.files if f.resolution and f.resolution.startswith("agent")})
+            if agents:
+                out.events.append(Event("Normal", "ConflictResolved", (
+                    f"task {conflict.task}: conflicts in {', '.join(f.path for f in conflict.files)} resolved by "
+                    f"{'; '.join(agents)}")))
         for conflict in result.conflicts:
             if conflict.reason is not None:
                 said = f": {conflict.message}" if conflict.message else ""
@@ -318,6 +376,56 @@ def _merge(out: Step, run: ParallelRun, phases: dict[str, str], merge: MergeStat
             files = ", ".join(f"{f.path} ({f.kind})" for f in conflict.files) or "unknown files"
             with_ = f" with {', '.join(conflict.collides_with)}" if conflict.collides_with else ""
             out.events.append(Event("Warning", "MergeConflict", f"task {conflict.task} conflicts{with_} in {files}"))
+
+
+def _resolve(out: Step, run: ParallelRun, merge: MergeStatus, succeeded: set[str],
+             resolvers: Mapping[str, TaskView], used: Spend, records: Mapping[str, str]) -> None:
+    """A round handed conflicts to resolvers: start those not started, and once all have ended, merge again
+    with what they made."""
+    status = out.status
+    report = merge.model_copy(deep=True)
+    report.branch = report.branch or run.integration_branch
+    report.last_pushed = report.last_pushed or (status.merge.last_pushed if status.merge is not None else None)
+    before = status.merge
+    status.merge = report
+    handed = [r for r in report.resolutions if r.round == report.round]
+    if before is None or before.phase != "Resolving" or before.round != report.round:
+        for r in handed:
+            out.events.append(Event("Normal", "ResolverStarted", (
+                f"task {r.task} conflicts in {', '.join(r.files) or 'unknown files'}; {r.resolver} resolves them "
+                f"on {r.branch}")))
+    waiting = [r for r in handed if resolvers.get(r.task) is None or resolvers[r.task].status is None]
+    reserved = Spend()
+    for r in handed:
+        view = resolvers.get(r.task)
+        if view is not None and not _ended(view):
+            reserved = _plus(reserved, view.share)
+    budget_gone = exhausted(run.spec.budget, used)
+    for i, r in enumerate(waiting):
+        if budget_gone:
+            continue
+        share = task_share(run.spec.budget, used, reserved, len(waiting) - i)
+        reserved = _plus(reserved, share)
+        spec = resolver_spec(run, r).model_copy(update={"budget": share})
+        out.resolve.append(StartResolver(r.task, spec))
+    if out.resolve or any(not _ended(resolvers[r.task]) for r in handed if r.task in resolvers):
+        return
+    outcome: list[Resolution] = []
+    for r in report.resolutions:
+        if r.round == report.round:
+            view = resolvers.get(r.task)
+            state = view.status if view is not None else None
+            r = r.model_copy()
+            if state is not None and state.phase == "Succeeded" and state.commit:
+                r.commit = state.commit
+            else:
+                why = "the budget is spent" if state is None else f"{state.phase}: {state.reason or ''} " \
+                      f"{state.message or ''}".strip()
+                r.message = why[:1024]
+        outcome.append(r)
+    status.merge = MergeStatus(phase="Running", branch=report.branch, message="merging again with the resolutions",
+                               last_pushed=report.last_pushed, round=report.round + 1, resolutions=outcome)
+    out.merge = merge_request(run, succeeded, report.last_pushed, report.round + 1, outcome, records)
 
 
 def _waiting(run: ParallelRun, name: str, phases: dict[str, str]) -> tuple[str, str]:
@@ -400,7 +508,7 @@ def _outcome(out: Step, run: ParallelRun, old: ParallelRunStatus, now: datetime,
         status.finished_at = iso(now)
         event_type = "Normal" if status.phase == "Succeeded" else "Warning"
         out.events.append(Event(event_type, status.phase, status.message or status.phase))
-    elif status.merge is not None and status.merge.phase == "Running":
+    elif status.merge is not None and status.merge.phase in ("Running", "Resolving"):
         # a merge that started finishes even if the run is suspended meanwhile
         status.phase, status.reason, status.message = "Merging", None, None
     elif run.spec.suspend:

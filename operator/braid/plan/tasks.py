@@ -40,7 +40,8 @@ def attempt_spec(spec: AgentTaskSpec, status: AgentTaskStatus | None, budget: Bu
     return spec.model_copy(update={
         "suspend": False,
         "budget": budget,
-        "last_pushed": status.commit if status is not None else None,
+        # a resolver's first attempt resumes the resolution branch at the commit the merge prepared
+        "last_pushed": status.commit if status is not None and status.commit else spec.last_pushed,
         "last_transcript": status.transcript if status is not None else None,
         "spent": status.usage if status is not None else None,
     })

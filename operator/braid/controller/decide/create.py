@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from braid.kube import agent_task
+from braid.kube import agent_task, resolver_agent_task
 from braid.plan import Event
 
 if TYPE_CHECKING:
+    from braid.plan.step import StartResolver
+
     from .run import RunObservation, RunPlan
 
 
@@ -25,3 +27,10 @@ def delete_strays(plan: RunPlan, obs: RunObservation) -> None:
     plan.delete = list(obs.strays)
     for name in obs.strays:
         plan.events.append(Event("Normal", "TaskRemoved", f"AgentTask {name} deleted: its task left the spec"))
+
+
+def create_resolvers(plan: RunPlan, obs: RunObservation, start: list[StartResolver]) -> None:
+    """The resolvers plan.step starts: AgentTasks created released, with their budget share."""
+    for resolver in start:
+        if resolver.task not in obs.resolvers:
+            plan.create.append(resolver_agent_task(obs.run, resolver.spec))

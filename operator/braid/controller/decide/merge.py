@@ -32,5 +32,5 @@ def merge_status(view: MergeView, run: ParallelRun) -> MergeStatus | None:
 
 def start_merge(plan: RunPlan, run: ParallelRun, request: MergeRequest | None, settings: Settings) -> None:
     if request is not None:
-        plan.create.append(merge_report_configmap(run))
+        plan.create.append(merge_report_configmap(run, request.round))
         plan.create.append(merge_job(run, request, settings))

@@ -17,7 +17,7 @@ from braid.plan.step import invalid
 from braid.settings import Settings
 
 from .admit import admit
-from .create import create_missing, delete_strays
+from .create import create_missing, create_resolvers, delete_strays
 from .merge import merge_status, start_merge
 from .observe import MergeView, task_view
 from .respec import respec
@@ -32,6 +32,8 @@ class RunObservation:
     """The run's AgentTasks by task name."""
     strays: list[str] = field(default_factory=list)
     """AgentTasks of the run whose task is no longer in the spec."""
+    resolvers: dict[str, AgentTask] = field(default_factory=dict)
+    """The run's resolver AgentTasks, by the task whose conflicts each resolves."""
     merge: MergeView = field(default_factory=MergeView)
 
 
@@ -57,7 +59,8 @@ class RunPlan:
 def decide_run(obs: RunObservation, settings: Settings, now: datetime) -> RunPlan:
     run = obs.run
     views = {name: task_view(child) for name, child in obs.tasks.items()}
-    decided = step(run, views, merge_status(obs.merge, run), now)
+    resolvers = {name: task_view(child) for name, child in obs.resolvers.items()}
+    decided = step(run, views, merge_status(obs.merge, run), now, resolvers=resolvers)
     plan = RunPlan(status=decided.status, finished=decided.finished)
     if not decided.closed:
         create_missing(plan, obs)
@@ -66,8 +69,10 @@ def decide_run(obs: RunObservation, settings: Settings, now: datetime) -> RunPla
         skip(plan, obs, decided.skip)
         respec(plan, obs)
         suspend(plan, obs)
+        children = {**obs.tasks, **{c.spec.task: c for c in obs.resolvers.values()}}
         plan.cancel = sorted(child.metadata.name for name in decided.cancel
-                             if (child := obs.tasks.get(name)) is not None and not child.spec.cancel)
+                             if (child := children.get(name)) is not None and not child.spec.cancel)
+        create_resolvers(plan, obs, decided.resolve)
         start_merge(plan, run, decided.merge, settings)
     plan.events += decided.events
     return plan
