@@ -317,3 +317,46 @@ def test_merge_verify_on_a_real_node_bisects_and_pushes_only_a_verified_result(
     job = next(j for j in kit.jobs() if j.metadata.name == f"{VERIFY_RUN}-merge")
     [sidecar] = job.spec.template.spec.init_containers
     assert sidecar.name == "verify" and sidecar.restart_policy == "Always"
+
+
+RESOLVE_RUN = "resolved"
+RESOLVED_README = "# app\n\nStatus: a tiny user service; run python -m app.cli\n"
+
+
+def test_a_conflict_is_resolved_by_a_resolver_pod_on_a_real_node_and_merged_in_the_second_round(
+    cluster: Cluster, node: dict[str, str], git_server: GitServer, kit: Kit, braid_operator: Operator
+) -> None:
+    bare = git_server.create_repo(f"{kit.namespace}-resolve.git", {"README.md": README})
+    docs = [t for t in TASKS if t["name"].startswith("docs-")]
+    resolver_agent = script({"op": "require", "path": "README.md"},
+                            {"op": "write", "path": "README.md", "content": RESOLVED_README})
+    kit.create_run(
+        RESOLVE_RUN, docs,
+        repo={"url": git_server.url(f"{kit.namespace}-resolve.git"), "baseRef": "main"},
+        agent={"backend": "script"}, maxParallel=2, retry={"limit": 0, "backoffSeconds": 0},
+        resources=RESOURCES, taskTimeoutSeconds=120,
+        merge={"resolve": [{"paths": ["README.md"], "strategy": "agent", "agent": resolver_agent}]},
+    )
+    try:
+        status = wait_for(lambda: (s := kit.status(RESOLVE_RUN)).get("phase") in ("Succeeded", "Conflicted", "Failed")
+                          and s or None, timeout=600, interval=1, what=f"ParallelRun {RESOLVE_RUN} to end")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{diagnose(cluster, kit, braid_operator, node)}") from None
+    assert status["phase"] == "Succeeded", diagnose(cluster, kit, braid_operator, node)
+    merge = status["merge"]
+    assert merge["merged"] == ["docs-intro", "docs-usage"] and merge["round"] == 2
+    resolver = status["resolvers"]["docs-usage"]
+    assert resolver["phase"] == "Succeeded"
+    (resolved,) = merge["resolved"]
+    assert [(f["path"], f["resolution"]) for f in resolved["files"]] == [
+        ("README.md", f"agent docs-usage.resolve at {resolver['commit'][:12]}")]
+    # the resolver ran as an agent pod of its own, and each round had its Job
+    assert f"{RESOLVE_RUN}-docs-usage.resolve-1" in kit.agent_pods()
+    assert {j.metadata.name for j in kit.jobs()} >= {f"{RESOLVE_RUN}-merge", f"{RESOLVE_RUN}-merge-2"}
+    merged = git(bare, "rev-parse", f"refs/heads/{merge['branch']}")
+    assert merged == merge["commit"]
+    assert git(bare, "show", f"{merged}:README.md") + "\n" == RESOLVED_README
+    branch = f"braid/{RESOLVE_RUN}/resolve/docs-usage"
+    assert git(bare, "rev-parse", f"refs/heads/{branch}") == resolver["commit"]
+    reasons = {reason for _, reason, _ in kit.events(RESOLVE_RUN)}
+    assert {"ResolverStarted", "ConflictResolved", "Succeeded"} <= reasons
