@@ -135,3 +135,23 @@ def test_without_an_agent_rule_nothing_is_prepared(origin, tmp_path):  # noqa: F
     status = run_merge(request(origin, conflicting(origin)), ObjectCache(tmp_path / "cache"))
     assert status.phase == "Conflicted" and status.resolutions == []
     assert origin.rev(RESOLVE) is None
+
+
+def test_a_rerun_reuses_the_resolution_braid_recorded_for_the_same_conflict(origin, tmp_path):  # noqa: F811
+    tasks = conflicting(origin)
+    (r,) = round_one(origin, tmp_path, tasks).resolutions
+    fixed = resolve_on_branch(origin, r.branch, "x = 'ab'\n")
+    # a new run of the same tasks, knowing what its resolver pushed: merged at once, no resolver runs
+    again = run_merge(request(origin, tasks, resolve=rules(), resolution_records={"b": fixed}),
+                      ObjectCache(tmp_path / "cache"))
+    assert again.phase == "Succeeded" and again.merged == ["a", "b"], again.message
+    assert origin.show(again.commit, "app.py") == "x = 'ab'\n"
+    assert [f.resolution for f in again.resolved[0].files] == [f"agent b.resolve at {fixed[:12]} (an earlier run's)"]
+    assert [(x.task, x.commit) for x in again.resolutions] == [("b", fixed)]
+    # once the task's work changes, the old resolution no longer applies: a resolver is asked again
+    origin.checkout(tasks[1].branch)
+    origin.commit({"b.txt": "b, more\n"}, "more work")
+    changed = run_merge(request(origin, tasks, resolve=rules(), resolution_records={"b": fixed}),
+                        ObjectCache(tmp_path / "cache"))
+    assert changed.phase == "Resolving" and changed.resolutions[0].commit is None
+    assert origin.rev(RESOLVE) == changed.resolutions[0].prepared

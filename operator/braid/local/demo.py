@@ -50,12 +50,16 @@ def run_demo(directory: Path | None, progress: bool | None = None) -> int:
     local.preflight()
     status = local.execute()
     print(render_summary(run, status))
+    merge = status.merge
     print(
         "\nThe conflict between docs-intro and docs-usage is deliberate: both rewrote the same README line.\n"
+        "A resolver task (docs-usage.resolve) merged both sentences, and the merged result passed verify.\n"
         f"Look at the result:  git -C {repo} log --oneline --graph {run.integration_branch}\n"
+        f"What was resolved:   git -C {repo} log --oneline --graph braid/{run.name}/resolve/docs-usage\n"
         f"Status as JSON:      {root / 'state' / 'status.json'}\n"
         f"Run it again:        braid run {root / 'run.yaml'} --cache-dir {root / 'cache'}"
         f" --state-dir {root / 'state'}"
     )
-    expected = status.phase == "Conflicted" and [c.task for c in status.merge.conflicts] == ["docs-usage"]
+    expected = (status.phase == "Succeeded" and merge is not None and [c.task for c in merge.resolved] == ["docs-usage"]
+                and merge.verification is not None and merge.verification.phase == "Passed")
     return 0 if expected else 1

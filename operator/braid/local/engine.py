@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -33,7 +34,7 @@ from braid.api import (
     ResourceUsage,
     TaskResult,
 )
-from braid.api.common import RESOLVER_SUFFIX
+from braid.api.common import COMMIT_PATTERN
 from braid.api.events import RunEvent
 from braid.api.quantity import format_bytes
 from braid.confine import CgroupSetup, Limits, LimitsUnavailable, SandboxUnavailable, find_sandbox
@@ -74,6 +75,9 @@ log = logging.getLogger("braid.local")
 GENERATION = 1
 # the task table and the per-task lines already show these
 TASK_TABLE_EVENTS = frozenset({"TaskStarted", "TaskSucceeded", "TaskFailed", "TaskSkipped", "TaskCancelled"})
+
+
+RESOLUTIONS_FILE = "resolutions.json"
 
 
 def utcnow() -> datetime:
@@ -632,6 +636,13 @@ class LocalRun:
     def _save(self) -> None:
         _write_json(self.state_dir / "status.json", self.status.wire())
         _write_json(self.state_dir / "tasks.json", {n: s.wire() for n, s in self.tasks.items()})
+        # what braid last pushed to each resolution branch, kept from run to run like the task commits
+        records = dict(self.resolution_records)
+        for name, spec in self.resolver_specs.items():
+            if spec.resolves and self.tasks[name].commit:
+                records[spec.resolves] = self.tasks[name].commit
+        if records:
+            _write_json(self.state_dir / RESOLUTIONS_FILE, records)
 
     # -- re-runs ---------------------------------------------------------------------------------
 
@@ -647,8 +658,10 @@ class LocalRun:
         previous = _read_previous(self.state_dir / "tasks.json")
         for name, old in previous.items():
             self._account_unrecorded(name, old)
-            if name.endswith(RESOLVER_SUFFIX) and old.commit:
-                self.resolution_records[name.removesuffix(RESOLVER_SUFFIX)] = old.commit
+        records = read_json(self.state_dir / RESOLUTIONS_FILE)
+        self.resolution_records = {task: commit for task, commit in (records or {}).items()
+                                   if isinstance(commit, str) and re.fullmatch(COMMIT_PATTERN, commit)
+                                   } if isinstance(records, dict) else {}
         record = _read_merge_record(self.state_dir / "status.json")
         if record:
             self.run.status = ParallelRunStatus(

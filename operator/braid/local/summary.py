@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from braid.api import ParallelRun, ParallelRunStatus, TaskStatus
+from braid.api import ParallelRun, ParallelRunStatus, TaskStatus, resolver_name
 
 
 def _seconds(start: str | None, end: str | None) -> str:
@@ -23,6 +23,11 @@ def render_summary(run: ParallelRun, status: ParallelRunStatus) -> str:
         if s.usage and s.usage.unpriced_tokens:
             cost = ("" if cost == "-" else cost + " + ") + "unpriced"
         rows.append((task.name, s.phase, _seconds(s.started_at, s.finished_at), (s.commit or "")[:10],
+                     str(len(s.changed_files or [])), cost, note[:80]))
+    for name, s in status.resolvers.items():
+        note = " ".join(x for x in (s.reason or "", s.message or "") if x) or f"resolves the conflicts of {name}"
+        cost = f"${s.usage.cost_usd:.4f}" if s.usage and s.usage.cost_usd else "-"
+        rows.append((resolver_name(name), s.phase, _seconds(s.started_at, s.finished_at), (s.commit or "")[:10],
                      str(len(s.changed_files or [])), cost, note[:80]))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows]
@@ -46,6 +51,8 @@ def render_summary(run: ParallelRun, status: ParallelRunStatus) -> str:
             for f in conflict.files:
                 with_ = f" (collides with {', '.join(f.collides_with)})" if f.collides_with else ""
                 lines.append(f"  conflict: task {conflict.task}: {f.path} [{f.kind}]{with_}")
+            if conflict.reason is None and conflict.message:
+                lines.append(f"    {conflict.message}")
         for conflict in merge.resolved:
             for f in conflict.files:
                 lines.append(f"  resolved: task {conflict.task}: {f.path} [{f.kind}] by {f.resolution}")

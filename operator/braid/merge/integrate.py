@@ -24,7 +24,7 @@ from braid.api import (
 from braid.gitops import GitError, MissingRef, ObjectCache, Repo, RepositoryUnreachable, normalize_url, resolve_base
 from braid.gitops.mergetree import MergeTree, Stage, merge_tree
 from braid.plan import Node, topological_order, upstream
-from braid.plan.resolve import MAX_ROUNDS, agent_rule
+from braid.plan.resolve import MAX_ROUNDS, agent_rule, handed_out
 from braid.plan.risk import resolve_strategy
 
 from .verify import Verifier, Verify, VerifyInterrupted
@@ -114,8 +114,19 @@ def integrate(repo: Repo, request: MergeRequest, base: str, steps: list[tuple[st
         tree = merged.tree if merged.clean else _resolved_tree(repo, request, merged)
         by_agent: str | None = None
         resolution = resolutions.get(name)
+        handed: Resolution | None = None
         if tree is None and resolution is not None:
             tree, by_agent = _agent_resolution(repo, current, merged, resolution)
+        elif tree is None and prepare and request.round < MAX_ROUNDS and \
+                (rule := agent_rule(request.resolve, ((f.path, f.kind) for f in merged.conflicts))) is not None:
+            handed = Resolution(
+                task=name, resolver=resolver_name(name), branch=resolution_branch(request.run, name),
+                prepared=_prepare(repo, request, merged, current, tip, name), rule=rule, round=request.round,
+                files=[f.path for f in merged.conflicts if resolve_strategy(request.resolve, f.path, f.kind) is None])
+            tree, by_agent, resolution = _earlier_resolution(repo, request, current, merged, handed)
+            if tree is not None:
+                handed = None
+                status.resolutions.append(resolution)
         conflict = Conflict(task=name)
         for f in merged.conflicts:
             others = sorted(m for m in status.merged if f.path in changed.get(m, set()))
@@ -143,15 +154,10 @@ def integrate(repo: Repo, request: MergeRequest, base: str, steps: list[tuple[st
                 log.info("task %s: conflicts in %s resolved by spec.merge.resolve rules", name,
                          ", ".join(f.path for f in conflict.files))
             continue
-        if prepare and resolution is None and request.round < MAX_ROUNDS and \
-                (rule := agent_rule(request.resolve, ((f.path, f.kind) for f in merged.conflicts))) is not None:
-            prepared = _prepare(repo, request, merged, current, tip, name)
-            status.resolutions.append(Resolution(
-                task=name, resolver=resolver_name(name), branch=resolution_branch(request.run, name),
-                prepared=prepared, collides_with=conflict.collides_with,
-                files=[f.path for f in conflict.files if resolve_strategy(request.resolve, f.path, f.kind) is None],
-                rule=rule, round=request.round))
-            conflict.message = f"handed to the resolver {resolver_name(name)}"
+        if handed is not None:
+            handed.collides_with = conflict.collides_with
+            status.resolutions.append(handed)
+            conflict.message = f"handed to the resolver {handed.resolver}"
         status.conflicts.append(conflict)
         status.not_merged.append(name)
         held_back.add(name)
@@ -161,13 +167,24 @@ def integrate(repo: Repo, request: MergeRequest, base: str, steps: list[tuple[st
     status.left_out_conflicts = _left_out_pairs(repo, request, status)
     status.commit = current
     status.conflict_count = sum(len(c.files) for c in status.conflicts)
-    status.phase = "Resolving" if new_resolutions(status) else "Conflicted" if status.conflicts else "Succeeded"
+    status.phase = "Resolving" if handed_out(status) else "Conflicted" if status.conflicts else "Succeeded"
     return status
 
 
-def new_resolutions(status: MergeStatus) -> list[Resolution]:
-    """The conflicts this round handed to resolvers."""
-    return [r for r in status.resolutions if r.round == status.round]
+def _earlier_resolution(repo: Repo, request: MergeRequest, current: str, merged: MergeTree,
+                        handed: Resolution) -> tuple[str | None, str | None, Resolution | None]:
+    """A resolution an earlier run's resolver made of this very conflict: braid's record of the resolution
+    branch builds on the commit prepared now (the same inputs prepare the same commit). Reused, it costs
+    no second agent run. (tree, how, resolution), or Nones."""
+    record = request.resolution_records.get(handed.task)
+    if not record or repo.rev(record) is None or record == handed.prepared or \
+            repo.run("merge-base", "--is-ancestor", handed.prepared, record, check=False)[0] != 0:
+        return None, None, None
+    earlier = handed.model_copy(update={"commit": record})
+    tree, how = _agent_resolution(repo, current, merged, earlier)
+    if tree is None:
+        return None, None, None
+    return tree, f"{how} (an earlier run's)", earlier
 
 
 def _prepare(repo: Repo, request: MergeRequest, merged: MergeTree, current: str, tip: str, name: str) -> str:
@@ -302,6 +319,8 @@ def publish(repo: Repo, request: MergeRequest, status: MergeStatus) -> None:
     existing = repo.rev(f"refs/heads/{branch}")
     if existing:
         if repo.out("rev-parse", f"{existing}^{{tree}}") == repo.out("rev-parse", f"{status.commit}^{{tree}}"):
+            if status.verification is not None and status.verification.commit == status.commit:
+                status.verification.commit = existing  # the same tree it verified
             status.commit = existing
             return
         ours = existing == request.last_pushed
@@ -319,8 +338,8 @@ def push_resolutions(repo: Repo, request: MergeRequest, status: MergeStatus) -> 
     braid pushed there (the prepared commit itself, or the earlier run's record); otherwise that conflict is
     not handed to an agent and stays as it is."""
     url = normalize_url(request.repo.url)
-    kept = [r for r in status.resolutions if r.round != status.round]
-    for pending in new_resolutions(status):
+    kept = [r for r in status.resolutions if r not in handed_out(status)]
+    for pending in handed_out(status):
         ref = f"refs/heads/{pending.branch}"
         existing = repo.rev(ref)
         if existing == pending.prepared:
@@ -338,7 +357,7 @@ def push_resolutions(repo: Repo, request: MergeRequest, status: MergeStatus) -> 
         repo.run("update-ref", ref, pending.prepared)
         kept.append(pending)
     status.resolutions = kept
-    if not new_resolutions(status):
+    if not handed_out(status):
         status.phase = "Conflicted" if status.conflicts else "Succeeded"
 
 
@@ -352,9 +371,9 @@ def run_merge(request: MergeRequest, cache: ObjectCache, env: dict[str, str] | N
         base = resolve_base(repo, request.repo.base_ref, branches="refs/heads/")
         steps: list[tuple[str, str]] = []
         status = integrate(repo, request, base, steps)
-        if new_resolutions(status):
+        if handed_out(status):
             push_resolutions(repo, request, status)
-        if new_resolutions(status):
+        if handed_out(status):
             # the resolvers run first; this round's result is neither verified nor pushed
             status.last_pushed = request.last_pushed
             return status

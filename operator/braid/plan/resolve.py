@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from braid.api import AgentTaskSpec, ParallelRun, Resolution, resolver_name
+from braid.api import AgentTaskSpec, MergeStatus, ParallelRun, Resolution, resolver_name
 from braid.api.parallelrun import ResolveRule
 
 from .risk import RESOLVABLE_KINDS, path_matches
@@ -21,6 +21,12 @@ MAX_ROUNDS = 3
 
 PROMPT_LIMIT = 65536
 SIDE_PROMPT_LIMIT = 8192
+
+
+def handed_out(merge: MergeStatus) -> list[Resolution]:
+    """The conflicts the merge's round handed to resolvers, whose resolvers run next (not those it settled
+    with what an earlier run's resolver made)."""
+    return [r for r in merge.resolutions if r.round == merge.round and r.commit is None and r.message is None]
 
 
 def first_rule(rules: Sequence[ResolveRule], path: str) -> ResolveRule | None:

@@ -36,7 +36,7 @@ from .clock import iso, parse
 from .conditions import condition, set_condition
 from .dag import PlanError, nodes_of, validate
 from .events import Event
-from .resolve import resolver_spec
+from .resolve import handed_out, resolver_spec
 from .risk import conflict_risk, risk_events
 from .schedule import Ranked, Skip, decide, ranks
 
@@ -388,7 +388,7 @@ def _resolve(out: Step, run: ParallelRun, merge: MergeStatus, succeeded: set[str
     report.last_pushed = report.last_pushed or (status.merge.last_pushed if status.merge is not None else None)
     before = status.merge
     status.merge = report
-    handed = [r for r in report.resolutions if r.round == report.round]
+    handed = handed_out(report)
     if before is None or before.phase != "Resolving" or before.round != report.round:
         for r in handed:
             out.events.append(Event("Normal", "ResolverStarted", (
@@ -412,7 +412,7 @@ def _resolve(out: Step, run: ParallelRun, merge: MergeStatus, succeeded: set[str
         return
     outcome: list[Resolution] = []
     for r in report.resolutions:
-        if r.round == report.round:
+        if r in handed:
             view = resolvers.get(r.task)
             state = view.status if view is not None else None
             r = r.model_copy()
