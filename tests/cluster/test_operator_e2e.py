@@ -91,7 +91,8 @@ def diagnose(cluster: Cluster, kit: Kit, op: Operator, node: dict[str, str]) -> 
         cluster.kubectl("-n", ns, "describe", "pods", check=False).stdout[-6000:],
     ]
     for pod in kit.core.list_namespaced_pod(ns).items:
-        logs = cluster.kubectl("-n", ns, "logs", pod.metadata.name, "--tail=20", check=False)
+        logs = cluster.kubectl("-n", ns, "logs", pod.metadata.name, "--all-containers", "--prefix", "--tail=30",
+                               check=False)
         parts.append(f"--- log of {pod.metadata.name} ---\n{logs.stdout}{logs.stderr}")
     parts.append(f"--- operator ---\n{op.log_tail(80)}")
     parts.append(f"--- kubelet ---\n{tail(node['kubelet_log'], 20)}")
