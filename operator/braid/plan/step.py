@@ -22,6 +22,8 @@ from braid.api import (
     MergeTask,
     ParallelRun,
     ParallelRunStatus,
+    PullRequestStatus,
+    TaskCost,
     TaskStatus,
     Verification,
 )
@@ -156,7 +158,7 @@ def step(
             status.merge = merge.model_copy(deep=True)
             status.merge.last_pushed = status.merge.last_pushed or record
     elif all_ended:
-        _merge(out, run, phases, merge)
+        _merge(out, run, phases, merge, tasks)
     started = {s.task for s in out.start}
     _summarise(out, run, tasks, phases, admitted | started, started, old, now)
     _risk(out, run, tasks, old)
@@ -249,11 +251,12 @@ def _retries(out: Step, tasks: Mapping[str, TaskView], now: datetime) -> None:
             out.retry.append(Retry(name, at, attempt_budget(view.share, state.usage)))
 
 
-def merge_request(run: ParallelRun, succeeded: set[str], last_pushed: str | None = None) -> MergeRequest:
+def merge_request(run: ParallelRun, succeeded: set[str], last_pushed: str | None = None,
+                  costs: list[TaskCost] | None = None) -> MergeRequest:
     """Merge the succeeded tasks (spec order; the merge sorts them topologically); report the rest.
 
     `last_pushed`: the integration commit braid itself last pushed for this run, the one tip
-    the merge may replace.
+    the merge may replace. `costs`: each task's phase and spend, for spec.delivery's pull request.
     """
     return MergeRequest(
         run=run.name,
@@ -267,10 +270,25 @@ def merge_request(run: ParallelRun, succeeded: set[str], last_pushed: str | None
                for t in run.spec.tasks if t.name in succeeded],
         not_merged=[t.name for t in run.spec.tasks if t.name not in succeeded],
         last_pushed=last_pushed,
+        pull_request=run.spec.delivery.pull_request if run.spec.delivery is not None else None,
+        costs=costs or [],
     )
 
 
-def _merge(out: Step, run: ParallelRun, phases: dict[str, str], merge: MergeStatus | None) -> None:
+def task_costs(run: ParallelRun, tasks: Mapping[str, TaskView], phases: dict[str, str]) -> list[TaskCost]:
+    """Each task's phase and what it spent, in spec order."""
+    out = []
+    for task in run.spec.tasks:
+        view = tasks.get(task.name)
+        usage = view.status.usage if view is not None and view.status is not None else None
+        out.append(TaskCost(task=task.name, phase=phases.get(task.name, "Pending"),
+                            cost_usd=usage.cost_usd if usage else 0.0,
+                            tokens=usage.input_tokens + usage.output_tokens if usage else 0))
+    return out
+
+
+def _merge(out: Step, run: ParallelRun, phases: dict[str, str], merge: MergeStatus | None,
+           tasks: Mapping[str, TaskView]) -> None:
     status = out.status
     succeeded = {t.name for t in run.spec.tasks if phases[t.name] == "Succeeded"}
     others = [t.name for t in run.spec.tasks if t.name not in succeeded]
@@ -286,7 +304,7 @@ def _merge(out: Step, run: ParallelRun, phases: dict[str, str], merge: MergeStat
     elif merge is None:
         if run.spec.suspend:
             return
-        out.merge = merge_request(run, succeeded, record)
+        out.merge = merge_request(run, succeeded, record, task_costs(run, tasks, phases))
         status.merge = running
         out.events.append(Event("Normal", "MergeStarted", f"merging {len(succeeded)} task branches into {branch}"))
     elif merge.phase in ("Pending", "Running"):
@@ -318,6 +336,16 @@ def _merge(out: Step, run: ParallelRun, phases: dict[str, str], merge: MergeStat
             files = ", ".join(f"{f.path} ({f.kind})" for f in conflict.files) or "unknown files"
             with_ = f" with {', '.join(conflict.collides_with)}" if conflict.collides_with else ""
             out.events.append(Event("Warning", "MergeConflict", f"task {conflict.task} conflicts{with_} in {files}"))
+        if (pr := result.pull_request) is not None:
+            out.events.append(_pull_request_event(pr))
+
+
+def _pull_request_event(pr: PullRequestStatus) -> Event:
+    if pr.phase == "Failed":
+        return Event("Warning", "PullRequestFailed", f"the {pr.provider} pull request: {pr.message or 'failed'}")
+    where = f" #{pr.number}" + (f" {pr.url}" if pr.url else "")
+    reason = "PullRequestOpened" if pr.action == "Opened" else "PullRequestUpdated"
+    return Event("Normal", reason, f"{pr.provider} pull request{where} {(pr.action or 'Updated').lower()}")
 
 
 def _waiting(run: ParallelRun, name: str, phases: dict[str, str]) -> tuple[str, str]:
