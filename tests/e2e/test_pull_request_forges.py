@@ -13,10 +13,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fakes.forges import ForgeAPI
-
 from braid.api import Conflict, ConflictFile, MergeRequest, MergeStatus, Verification
 from braid.delivery import deliver, marker
+from fakes.forges import ForgeAPI
 
 TOKEN = "forge-token-standin-0123456789abcdef"
 HEAD = "braid/nightly/merged"
