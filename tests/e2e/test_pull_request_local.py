@@ -43,6 +43,7 @@ def test_a_run_opens_the_pull_request_and_a_rerun_updates_it(ws: Workspace, gite
     assert (opened["head"]["ref"], opened["base"]["ref"]) == ("braid/deliver/merged", "main")
     assert "| `api` | Succeeded | yes |" in opened["body"]
     assert "| `flaky` | Failed | no |" in opened["body"]
+    assert f"pull request (gitea): #{pr['number']} opened: {opened['html_url']}" in first.stdout
 
     # the re-run: the token from a file; flaky now succeeds and the same pull request says so
     monkeypatch.delenv("BRAID_PR_TOKEN")
