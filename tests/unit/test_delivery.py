@@ -178,8 +178,11 @@ def test_the_body_tells_tasks_costs_conflicts_resolutions_and_verification() -> 
     assert "| `ui` | Succeeded | no | 2.5000 | 51 |" in body
     assert "| `docs` | Failed | no | 0.0000 | 1 |" in body
     assert "| **total** | | 1 | 2.6250 | 1053 |" in body
-    # the '|' of a path does not break the table or the list
-    assert "`src/app\\|main.py` (content), also changed by api" in body
+    assert "`src/app|main.py` (content), also changed by api" in body
+    # a backtick in a path does not end its code span early
+    tricky = status.model_copy(update={"conflicts": [Conflict(task="ui", files=[
+        ConflictFile(path="a`b", kind="content")])]})
+    assert "- ``a`b`` (content)" in render_body(request, tricky, "develop").replace("  - ", "- ")
     assert "`CHANGELOG.md` (content): union (spec.merge.resolve)" in body
     assert "`docs` and `ui`: `README.md` (content)" in body
     assert "**Failed**, exit code 3" in body

@@ -20,13 +20,18 @@ def is_ours(body: str | None, run: str) -> bool:
 
 
 def _code(text: str) -> str:
-    """`text` as inline code, whatever backticks it holds; '|' escaped for table cells."""
-    text = text.replace("\n", " ").replace("|", "\\|")
+    """`text` as inline code, whatever backticks it holds (on one line: never in a table, where a '|'
+    would end the cell; task names, the only code in the table, hold none)."""
+    text = text.replace("\n", " ")
     fence = "`"
     while fence in text:
         fence += "`"
     pad = " " if text.startswith("`") or text.endswith("`") else ""
     return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
 
 
 def _fenced(text: str) -> str:
@@ -56,7 +61,7 @@ def render_body(request: MergeRequest, status: MergeStatus, base: str) -> str:
     out = [marker(request.run), f"## braid run {_code(request.run)}", ""]
     commit = f" at {_code(status.commit[:12])}" if status.commit else ""
     out.append(f"Integration branch {_code(request.integration_branch)}{commit} into {_code(base)}: "
-               f"merge {status.phase.lower()}, {len(status.merged)} tasks merged, {len(status.not_merged)} left out.")
+               f"merge {status.phase.lower()}, {_count(len(status.merged), 'task')} merged, {len(status.not_merged)} left out.")
     out += ["", "### Tasks", "", "| task | phase | merged | cost (USD) | tokens |", "|---|---|---|---:|---:|"]
     costs = {c.task: c for c in request.costs}
     names = list(costs) or [t.name for t in request.tasks] + list(request.not_merged)
@@ -75,7 +80,7 @@ def render_body(request: MergeRequest, status: MergeStatus, base: str) -> str:
     if not status.conflicts and not status.resolved and not status.left_out_conflicts:
         out.append("None.")
     if status.conflicts:
-        out.append("Not merged because they conflict:")
+        out += ["Not merged because they conflict:", ""]
         for conflict in status.conflicts:
             with_ = f" with {', '.join(conflict.collides_with)}" if conflict.collides_with else ""
             why = f" ({conflict.reason})" if conflict.reason else ""
@@ -83,13 +88,13 @@ def render_body(request: MergeRequest, status: MergeStatus, base: str) -> str:
             out.append(f"- {_code(conflict.task)}{with_}{why}{said}")
             out += _files(conflict, with_resolution=False)
     if status.resolved:
-        out.append("Resolved, and merged:")
+        out += ["", "Resolved, and merged:", ""]
         for conflict in status.resolved:
             with_ = f" with {', '.join(conflict.collides_with)}" if conflict.collides_with else ""
             out.append(f"- {_code(conflict.task)}{with_}")
             out += _files(conflict, with_resolution=True)
     if status.left_out_conflicts:
-        out.append("Left-out tasks that also conflict with each other:")
+        out += ["", "Left-out tasks that also conflict with each other:", ""]
         for pair in status.left_out_conflicts:
             files = ", ".join(f"{_code(f.path)} ({f.kind})" for f in pair.files) or "unknown files"
             out.append(f"- {_code(pair.tasks[0])} and {_code(pair.tasks[1])}: {files}")
@@ -101,7 +106,7 @@ def render_body(request: MergeRequest, status: MergeStatus, base: str) -> str:
     else:
         exit_code = f", exit code {v.exit_code}" if v.exit_code is not None else ""
         at = f" at {_code(v.commit[:12])}" if v.commit else ""
-        out.append(f"**{v.phase}**{exit_code}{at}, {len(v.runs)} runs, {v.duration_seconds:.1f}s.")
+        out.append(f"**{v.phase}**{exit_code}{at}, {_count(len(v.runs), 'run')}, {v.duration_seconds:.1f}s.")
         if v.message:
             out.append(f"{v.message}.")
         for found in v.culprits:
