@@ -98,8 +98,7 @@ def test_a_create_race_updates_the_other_one(kind: str) -> None:
         done = deliver(request(api), report(), TOKEN)
         # the stand-in refused the create (GitHub 422, GitLab 409): braid looked again and updated that one
         assert (done.phase, done.action, done.number) == ("Succeeded", "Updated", 1), done.message
-        statuses = [s for s in (r for r in api.requests if r.method == "POST")]
-        assert len(statuses) == 1
+        assert len([r for r in api.requests if r.method == "POST"]) == 1
         [pr] = api.open_pulls()
         assert title_of(pr) == "braid: nightly" and body_of(api, pr).startswith(marker("nightly"))
 

@@ -305,3 +305,27 @@ def test_no_token_or_a_failing_forge_is_reported_never_raised_and_the_token_is_c
     assert failed.phase == "Failed"
     assert TOKEN not in failed.message and "[REDACTED]" in failed.message and "four-oh-one" in failed.message
     assert failed.wire()["provider"] == "github"
+
+
+# -- the token's way in ------------------------------------------------------------------------
+
+
+def test_the_token_comes_from_a_file_or_the_environment_which_then_forgets_it(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from braid.cli import _pr_token
+    from braid.local.engine import agent_run_env
+
+    monkeypatch.setenv("BRAID_PR_TOKEN", TOKEN)
+    assert "BRAID_PR_TOKEN" not in agent_run_env({"BRAID_PR_TOKEN": TOKEN, "BRAID_X": "1"})
+    assert _pr_token(None) == TOKEN
+    import os
+
+    assert "BRAID_PR_TOKEN" not in os.environ
+    assert _pr_token(None) is None
+    path = tmp_path / "token"
+    path.write_text(f"  {TOKEN}\n")
+    monkeypatch.setenv("BRAID_PR_TOKEN", "ignored-when-a-file-is-given")
+    assert _pr_token(str(path)) == TOKEN
+    assert "BRAID_PR_TOKEN" not in os.environ
+    with pytest.raises(SystemExit, match="--pr-token-file"):
+        _pr_token(str(tmp_path / "missing"))
