@@ -17,11 +17,13 @@ demo: $(VENV)/.installed
 	hack/sandbox.sh
 	$(BIN)/braid demo
 
-# The Kubernetes binaries are built once per machine (cached under ~/.cache/braid);
-# building them before pytest keeps a cold machine's build out of any test's timeout.
+# The Kubernetes binaries and the Gitea server of the pull request tests are built once per
+# machine (cached under ~/.cache/braid); building them before pytest keeps a cold machine's
+# build out of any test's timeout.
 test: $(VENV)/.installed
 	hack/sandbox.sh --require
 	hack/build-k8s.sh $(K8S_BINARIES) >/dev/null
+	hack/gitea.sh >/dev/null
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 # The same tests against the newest versions pyproject.toml allows, in a venv of its
@@ -32,6 +34,7 @@ test-latest:
 	$(UV) pip install --quiet --python $(LATEST)/bin/python --upgrade --no-cache -e '.[test,dev]'
 	hack/sandbox.sh --require
 	hack/build-k8s.sh $(K8S_BINARIES) >/dev/null
+	hack/gitea.sh >/dev/null
 	# this venv is meant to differ from uv.lock: the check that it matches does not apply
 	PATH="$(CURDIR)/$(LATEST)/bin:$$PATH" $(LATEST)/bin/python -m pytest \
 	  --deselect tests/unit/test_lock.py::test_this_environment_runs_the_locked_versions

@@ -8,6 +8,7 @@ Each line names what uses it.
 _._valid_url, _._valid_base_ref, _._fields_for_op, _._env_names, _._not_self_dependent
 _._valid_integration_branch, _._commands_given, _._unique_names, _._integration_branch_apart, _._split
 _._requests_within_limits, _._effective_resources_valid, _.cpu_throttled_seconds, _.sampled_at, _._agent_fields
+_._valid_base, _._url_for_provider, _._valid_repository
 _.observed_generation, _.changed_files_total, _.duration_seconds, _.annotations, _.last_passed
 # fields of a saved conversation's messages (api/transcript.py), validated and written back as they are
 _.tool_use_id, _.role

@@ -12,6 +12,7 @@ from pathlib import Path
 from braid.text import printable
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+PR_TOKEN_ENV = "BRAID_PR_TOKEN"
 
 
 def _setup_logging(verbose: bool = False) -> None:
@@ -61,6 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         cache_dir=_path(args.cache_dir),
         credentials_dir=_path(args.credentials_dir),
         api_key_file=_path(args.api_key_file),
+        pr_token=_pr_token(args.pr_token_file),
         progress=False if args.no_progress else None,
         sandbox=args.sandbox,
         limits=args.limits,
@@ -419,6 +421,18 @@ def cmd_agent_run(args: argparse.Namespace) -> int:
     return EXIT_OK if result.phase == "Succeeded" else EXIT_FAILED
 
 
+def _pr_token(path: str | None) -> str | None:
+    """spec.delivery.pullRequest's token: from the file, else $BRAID_PR_TOKEN, which is then dropped from
+    braid's environment so that no process it starts (git, agents, verify) inherits it."""
+    from_env = os.environ.pop(PR_TOKEN_ENV, None)
+    if path:
+        try:
+            return Path(path).read_text().strip() or None
+        except OSError as exc:
+            raise SystemExit(f"braid: --pr-token-file: {exc.strerror}: {path}") from None
+    return (from_env or "").strip() or None
+
+
 def cmd_merge(args: argparse.Namespace) -> int:
     from braid.api import InvalidSpec, MergeRequest
     from braid.gitops import ObjectCache, git_auth_env
@@ -432,10 +446,12 @@ def cmd_merge(args: argparse.Namespace) -> int:
     except InvalidSpec as exc:
         return _fail(str(exc))
     creds = _path(args.credentials_dir or os.environ.get("BRAID_GIT_CREDENTIALS_DIR"))
-    secrets = Secrets.from_files(credential_files(creds))
+    pr_token = _pr_token(args.pr_token_file)
+    secrets = Secrets.from_files(credential_files(creds)).merged(Secrets.of({"pull request token": pr_token}))
     verifier = _merge_verifier(args, creds) if request.verify is not None else None
     try:
-        status = run_merge(request, ObjectCache(Path(args.cache_dir)), git_auth_env(creds), verifier, secrets.redact)
+        status = run_merge(request, ObjectCache(Path(args.cache_dir)), git_auth_env(creds), verifier, secrets.redact,
+                           pr_token)
     finally:
         if isinstance(verifier, HandoffVerifier):
             verifier.finish()
@@ -545,6 +561,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--status-out", metavar="PATH", help="write the final status (ParallelRun .status) as JSON")
     _state_options(r)
     r.add_argument("--api-key-file", metavar="FILE", help="file holding the Anthropic API key")
+    r.add_argument("--pr-token-file", metavar="FILE", help="file holding the forge's API token for "
+                   f"spec.delivery.pullRequest (default: ${PR_TOKEN_ENV})")
     r.add_argument("--no-progress", action="store_true", help="plain lines instead of the live table")
     r.add_argument("--events", metavar="FILE", help="append one JSON line per event to FILE (`-`: stdout); "
                    "schema in docs/events.md")
@@ -632,6 +650,7 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--cache-dir", default="/cache/git")
     m.add_argument("--report", metavar="PATH", help="also write the report JSON here")
     m.add_argument("--credentials-dir", metavar="DIR")
+    m.add_argument("--pr-token-file", metavar="FILE", help="the forge's API token for spec.delivery.pullRequest")
     m.add_argument("--verify-handoff", metavar="DIR",
                    help="(merge Job) hand spec.merge.verify runs to `braid verify-serve` through DIR")
     m.add_argument("-v", "--verbose", action="store_true")

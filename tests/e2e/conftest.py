@@ -16,3 +16,15 @@ from localrun import Workspace
 def ws(tmp_path: Path) -> Workspace:
     """A temp area with its own cache and state directories."""
     return Workspace(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def gitea(tmp_path_factory: pytest.TempPathFactory):
+    """A real Gitea server (hack/gitea.sh builds it once per machine); the test fails when it cannot be had."""
+    from forge_gitea import Gitea, gitea_binary
+
+    server = Gitea(gitea_binary(), tmp_path_factory.mktemp("gitea")).start()
+    try:
+        yield server
+    finally:
+        server.stop()

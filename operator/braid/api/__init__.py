@@ -12,6 +12,7 @@ from .common import (
     task_branch,
     transcript_ref,
 )
+from .delivery import DeliverySpec, PullRequestSpec, SecretKeyRef, TaskCost
 from .errors import InvalidSpec, format_validation_error
 from .load import load_parallelrun
 from .merge import MergeRequest, MergeTask
@@ -43,6 +44,7 @@ from .status import (
     Culprit,
     MergeStatus,
     ParallelRunStatus,
+    PullRequestStatus,
     Resolution,
     ResourceUsage,
     RiskFile,
@@ -65,5 +67,6 @@ __all__ = [
     "VERSION", "default_integration_branch", "resolution_branch", "resolver_name", "format_validation_error",
     "load_parallelrun", "ref_name_problem", "task_branch", "transcript_ref",
     "MAX_RISK_FILES", "MAX_RISK_PAIRS", "ConflictRisk", "ResolveRule", "RiskFile", "RiskSeen",
+    "DeliverySpec", "PullRequestSpec", "PullRequestStatus", "SecretKeyRef", "TaskCost",
     "MAX_TRANSCRIPT_BYTES", "TRANSCRIPT_FILE", "Ended", "InvalidTranscript", "Transcript", "parse_transcript",
 ]

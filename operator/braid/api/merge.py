@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from .common import COMMIT_PATTERN, Model
+from .delivery import PullRequestSpec, TaskCost
 from .parallelrun import RepoSpec, ResolveRule, VerifySpec
 from .status import Resolution
 
@@ -41,3 +42,7 @@ class MergeRequest(Model):
         description="The commit braid itself last pushed to the integration branch for this run (the run's "
         "status.merge.lastPushed): the one tip the merge may replace other than by a fast-forward.",
     )
+    pull_request: PullRequestSpec | None = Field(
+        None, description="spec.delivery.pullRequest: opened or updated once the integration branch is pushed.")
+    costs: list[TaskCost] = Field(default_factory=list, description="Every task's phase and spend, for the pull "
+                                  "request's body.")

@@ -20,6 +20,7 @@ from .common import (
     task_branch,
     url_problem,
 )
+from .delivery import DeliverySpec
 from .quantity import Quantity, parse_quantity
 from .status import ParallelRunStatus
 
@@ -327,6 +328,8 @@ class ParallelRunSpec(Model):
     task_timeout_seconds: int = Field(3600, ge=1, le=7 * 24 * 3600)
     merge: MergeSpec = Field(default_factory=MergeSpec)
     scheduling: SchedulingSpec = Field(default_factory=SchedulingSpec)
+    delivery: DeliverySpec | None = Field(
+        None, description="What braid does with the integration branch after the merge pushed it.")
     suspend: bool = Field(False, description="Stop running tasks and start none; set back to false to resume.")
     cancel: bool = Field(
         False,

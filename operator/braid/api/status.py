@@ -202,6 +202,19 @@ class Resolution(Model):
     message: str | None = Field(None, max_length=1024, description="Why the resolver did not succeed.")
 
 
+class PullRequestStatus(Model):
+    """spec.delivery.pullRequest's outcome. A failed delivery leaves the merge and the pushed branch as they are."""
+
+    provider: str
+    phase: Literal["Succeeded", "Failed"]
+    action: Literal["Opened", "Updated", "Unchanged"] | None = Field(
+        None, description="Opened: braid opened it now; Updated: it was open and its title or body changed; "
+        "Unchanged: it was open as it should be.")
+    number: int | None = None
+    url: str | None = None
+    message: str | None = None
+
+
 class MergeStatus(Model):
     phase: MergePhase = Field(
         "Pending", description="Resolving: conflicts were handed to resolver tasks; the merge runs again (round + 1) "
@@ -231,6 +244,7 @@ class MergeStatus(Model):
         "replace the branch only while it holds this commit (or fast-forward it).",
     )
     verification: Verification | None = Field(None, description="spec.merge.verify's outcome.")
+    pull_request: PullRequestStatus | None = Field(None, description="spec.delivery.pullRequest's outcome.")
     message: str | None = None
 
 

@@ -14,6 +14,7 @@ from .agenttask import run_owner
 from .names import merge_job_name, merge_report_name
 from .pod import (
     CACHE,
+    SECRET_MODE,
     TERMINATION_LOG,
     TMP,
     add_git_credentials,
@@ -31,6 +32,7 @@ VERIFY_DIR = "/verify"
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 VERIFY_GRACE_SECONDS = 90
 """Per verify run, on top of its timeout: making the checkout, handing it over."""
+PR_TOKEN_DIR = "/var/run/secrets/braid/pull-request"
 REPORT_KEY = "report.json"
 # `braid merge` exits 2 when its request is invalid: retrying cannot help
 EXIT_INVALID = 2
@@ -41,6 +43,7 @@ def merge_job(run: ParallelRun, request: MergeRequest, settings: Settings) -> di
     mounts = base_mounts()
     volumes = [cache_volume(settings), tmp_volume(settings)]
     add_git_credentials(run.spec.repo.credentials_secret, command, mounts, volumes)
+    add_pr_token(request, command, mounts, volumes)
     container = {
         "name": CONTAINER,
         "image": settings.runner_image,
@@ -92,6 +95,18 @@ def merge_job(run: ParallelRun, request: MergeRequest, settings: Settings) -> di
             "template": {"metadata": {"labels": dict(job_labels)}, "spec": pod_spec},
         },
     }
+
+
+def add_pr_token(request: MergeRequest, command: list[str], mounts: list[dict[str, Any]],
+                 volumes: list[dict[str, Any]]) -> None:
+    """spec.delivery.pullRequest.tokenSecret's key as a file of the merge container only (not of verify's)."""
+    ref = request.pull_request.token_secret if request.pull_request is not None else None
+    if ref is None:
+        return
+    command += ["--pr-token-file", f"{PR_TOKEN_DIR}/token"]
+    mounts.append({"name": "pr-token", "mountPath": PR_TOKEN_DIR, "readOnly": True})
+    volumes.append({"name": "pr-token", "secret": {"secretName": ref.name, "defaultMode": SECRET_MODE,
+                                                   "items": [{"key": ref.key, "path": "token"}]}})
 
 
 def _verify_container(request: MergeRequest, settings: Settings, command: list[str], mounts: list[dict[str, Any]],

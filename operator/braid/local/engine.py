@@ -108,6 +108,8 @@ class LocalOptions:
     cache_dir: Path | None = None
     credentials_dir: Path | None = None
     api_key_file: Path | None = None
+    pr_token: str | None = field(default=None, repr=False)
+    """spec.delivery.pullRequest's token (--pr-token-file, $BRAID_PR_TOKEN): used by the merge, shown nowhere."""
     progress: bool | None = None
     """None: live display on a terminal, plain lines otherwise."""
     poll_seconds: float = 0.1
@@ -131,7 +133,7 @@ PASSED_ENV = ("PATH", "HOME", "USER", "LANG", "LANGUAGE", "TZ", "TMPDIR", "SSL_C
               "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy",
               "XDG_CACHE_HOME", "ANTHROPIC_BASE_URL", "VIRTUAL_ENV")
 PASSED_PREFIXES = ("LC_", "BRAID_", "COVERAGE_")
-SECRET_ENV = ("ANTHROPIC_API_KEY", "BRAID_API_KEY")
+SECRET_ENV = ("ANTHROPIC_API_KEY", "BRAID_API_KEY", "BRAID_PR_TOKEN")
 
 
 def agent_run_env(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
@@ -318,7 +320,8 @@ class LocalRun:
                 if decided.merge is not None:
                     self.merge = run_merge(decided.merge.model_copy(update={"repo": self._repo()}),
                                            ObjectCache(self.cache_root), self._auth_env(),
-                                           verifier=self._verifier(), redact=self._secrets().redact)
+                                           verifier=self._verifier(), redact=self._secrets().redact,
+                                           pr_token=self.options.pr_token)
                     continue
                 if decided.closed or decided.finished:
                     break
@@ -628,7 +631,8 @@ class LocalRun:
         if key is None and self.options.api_key_file is not None:
             with contextlib.suppress(OSError):
                 key = self.options.api_key_file.read_text()
-        return Secrets.of({"API key": key}).merged(Secrets.from_files(credential_files(self.options.credentials_dir)))
+        return Secrets.of({"API key": key, "pull request token": self.options.pr_token}).merged(
+            Secrets.from_files(credential_files(self.options.credentials_dir)))
 
     def _auth_env(self) -> dict[str, str]:
         return git_auth_env(self.options.credentials_dir)

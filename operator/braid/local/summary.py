@@ -76,5 +76,11 @@ def render_summary(run: ParallelRun, status: ParallelRunStatus) -> str:
                 lines.append(f"  not merged [VerificationFailed]: {', '.join(verification.excluded)}")
             for line in (verification.output or "").splitlines()[-5:]:
                 lines.append(f"  | {line}")
+        if (pr := merge.pull_request) is not None:
+            if pr.phase == "Failed":
+                lines.append(f"pull request ({pr.provider}): failed: {pr.message or ''}")
+            else:
+                lines.append(f"pull request ({pr.provider}): #{pr.number} {(pr.action or '').lower()}"
+                             + (f": {pr.url}" if pr.url else ""))
     lines.append(f"phase: {status.phase}")
     return "\n".join(lines)

@@ -21,6 +21,7 @@ from braid.api import (
     resolution_branch,
     resolver_name,
 )
+from braid.delivery import deliver
 from braid.gitops import GitError, MissingRef, ObjectCache, Repo, RepositoryUnreachable, normalize_url, resolve_base
 from braid.gitops.mergetree import MergeTree, Stage, merge_tree
 from braid.plan import Node, topological_order, upstream
@@ -362,8 +363,10 @@ def push_resolutions(repo: Repo, request: MergeRequest, status: MergeStatus) -> 
 
 
 def run_merge(request: MergeRequest, cache: ObjectCache, env: dict[str, str] | None = None,
-              verifier: Verifier | None = None, redact: Callable[[str], str] | None = None) -> MergeStatus:
-    """The whole merge step: fetch, integrate, verify (spec.merge.verify, with `verifier`), push.
+              verifier: Verifier | None = None, redact: Callable[[str], str] | None = None,
+              pr_token: str | None = None) -> MergeStatus:
+    """The whole merge step: fetch, integrate, verify (spec.merge.verify, with `verifier`), push, and then
+    open or update spec.delivery's pull request with `pr_token` (its failure is reported, the push stays).
     Failures come back as phase Failed with a message. `redact` clears secrets from verify output."""
     url = normalize_url(request.repo.url)
     try:
@@ -390,6 +393,8 @@ def run_merge(request: MergeRequest, cache: ObjectCache, env: dict[str, str] | N
                 status.last_pushed = request.last_pushed
                 return status
         publish(repo, request, status)
+        if request.pull_request is not None:
+            status.pull_request = deliver(request, status, pr_token, redact)
         return status
     except (GitError, IntegrationBranchTaken, MissingRef, RepositoryUnreachable, VerifierMissing, VerifyInterrupted,
             OSError) as exc:

@@ -23,7 +23,9 @@ from braid.api import (
     MergeTask,
     ParallelRun,
     ParallelRunStatus,
+    PullRequestStatus,
     Resolution,
+    TaskCost,
     TaskStatus,
     Verification,
     resolver_name,
@@ -180,7 +182,7 @@ def step(
             status.merge = merge.model_copy(deep=True)
             status.merge.last_pushed = status.merge.last_pushed or record
     elif all_ended:
-        _merge(out, run, phases, merge, resolvers, used)
+        _merge(out, run, phases, merge, tasks, resolvers, used)
     started = {s.task for s in out.start}
     _summarise(out, run, tasks, phases, admitted | started, started, old, now)
     _summarise_resolvers(out, resolvers, old)
@@ -289,12 +291,14 @@ def _retries(out: Step, tasks: Mapping[str, TaskView], now: datetime) -> None:
 
 def merge_request(run: ParallelRun, succeeded: set[str], last_pushed: str | None = None, round_: int = 1,
                   resolutions: list[Resolution] | None = None,
-                  resolution_records: Mapping[str, str] | None = None) -> MergeRequest:
+                  resolution_records: Mapping[str, str] | None = None, *,
+                  costs: list[TaskCost] | None = None) -> MergeRequest:
     """Merge the succeeded tasks (spec order; the merge sorts them topologically); report the rest.
 
     `last_pushed`: the integration commit braid itself last pushed for this run, the one tip
     the merge may replace. `round_` and `resolutions`: a later round, with what the resolvers of
     the earlier ones made. `resolution_records`: what braid last pushed to each resolution branch.
+    `costs`: each task's phase and spend, for spec.delivery's pull request.
     """
     return MergeRequest(
         run=run.name,
@@ -311,11 +315,25 @@ def merge_request(run: ParallelRun, succeeded: set[str], last_pushed: str | None
         round=round_,
         resolutions=resolutions or [],
         resolution_records=dict(resolution_records or {}),
+        pull_request=run.spec.delivery.pull_request if run.spec.delivery is not None else None,
+        costs=costs or [],
     )
 
 
+def task_costs(run: ParallelRun, tasks: Mapping[str, TaskView], phases: dict[str, str]) -> list[TaskCost]:
+    """Each task's phase and what it spent, in spec order."""
+    out = []
+    for task in run.spec.tasks:
+        view = tasks.get(task.name)
+        usage = view.status.usage if view is not None and view.status is not None else None
+        out.append(TaskCost(task=task.name, phase=phases.get(task.name, "Pending"),
+                            cost_usd=usage.cost_usd if usage else 0.0,
+                            tokens=usage.input_tokens + usage.output_tokens if usage else 0))
+    return out
+
+
 def _merge(out: Step, run: ParallelRun, phases: dict[str, str], merge: MergeStatus | None,
-           resolvers: Mapping[str, TaskView], used: Spend) -> None:
+           tasks: Mapping[str, TaskView], resolvers: Mapping[str, TaskView], used: Spend) -> None:
     status = out.status
     succeeded = {t.name for t in run.spec.tasks if phases[t.name] == "Succeeded"}
     others = [t.name for t in run.spec.tasks if t.name not in succeeded]
@@ -334,7 +352,8 @@ def _merge(out: Step, run: ParallelRun, phases: dict[str, str], merge: MergeStat
     elif merge is None:
         if run.spec.suspend:
             return
-        out.merge = merge_request(run, succeeded, record, round_, resolutions, records)
+        out.merge = merge_request(run, succeeded, record, round_, resolutions, records,
+                                  costs=task_costs(run, tasks, phases))
         status.merge = running
         if round_ == 1:
             out.events.append(Event("Normal", "MergeStarted",
@@ -343,7 +362,7 @@ def _merge(out: Step, run: ParallelRun, phases: dict[str, str], merge: MergeStat
         if status.merge is None or status.merge.phase != "Running":
             status.merge = running
     elif merge.phase == "Resolving":
-        _resolve(out, run, merge, succeeded, resolvers, used, records)
+        _resolve(out, run, merge, succeeded, resolvers, used, records, task_costs(run, tasks, phases))
     else:
         result = merge.model_copy(deep=True)
         result.branch = result.branch or branch
@@ -376,10 +395,21 @@ def _merge(out: Step, run: ParallelRun, phases: dict[str, str], merge: MergeStat
             files = ", ".join(f"{f.path} ({f.kind})" for f in conflict.files) or "unknown files"
             with_ = f" with {', '.join(conflict.collides_with)}" if conflict.collides_with else ""
             out.events.append(Event("Warning", "MergeConflict", f"task {conflict.task} conflicts{with_} in {files}"))
+        if (pr := result.pull_request) is not None:
+            out.events.append(_pull_request_event(pr))
+
+
+def _pull_request_event(pr: PullRequestStatus) -> Event:
+    if pr.phase == "Failed":
+        return Event("Warning", "PullRequestFailed", f"the {pr.provider} pull request: {pr.message or 'failed'}")
+    where = f" #{pr.number}" + (f" {pr.url}" if pr.url else "")
+    reason = "PullRequestOpened" if pr.action == "Opened" else "PullRequestUpdated"
+    return Event("Normal", reason, f"{pr.provider} pull request{where} {(pr.action or 'Updated').lower()}")
 
 
 def _resolve(out: Step, run: ParallelRun, merge: MergeStatus, succeeded: set[str],
-             resolvers: Mapping[str, TaskView], used: Spend, records: Mapping[str, str]) -> None:
+             resolvers: Mapping[str, TaskView], used: Spend, records: Mapping[str, str],
+             costs: list[TaskCost]) -> None:
     """A round handed conflicts to resolvers: start those not started, and once all have ended, merge again
     with what they made."""
     status = out.status
@@ -425,7 +455,7 @@ def _resolve(out: Step, run: ParallelRun, merge: MergeStatus, succeeded: set[str
         outcome.append(r)
     status.merge = MergeStatus(phase="Running", branch=report.branch, message="merging again with the resolutions",
                                last_pushed=report.last_pushed, round=report.round + 1, resolutions=outcome)
-    out.merge = merge_request(run, succeeded, report.last_pushed, report.round + 1, outcome, records)
+    out.merge = merge_request(run, succeeded, report.last_pushed, report.round + 1, outcome, records, costs=costs)
 
 
 def _waiting(run: ParallelRun, name: str, phases: dict[str, str]) -> tuple[str, str]:
