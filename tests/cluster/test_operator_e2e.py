@@ -99,6 +99,15 @@ def diagnose(cluster: Cluster, kit: Kit, op: Operator, node: dict[str, str]) -> 
     return "\n".join(parts)
 
 
+def run_ended(cluster: Cluster, kit: Kit, op: Operator, node: dict[str, str], name: str) -> dict[str, Any]:
+    """The run's status once it reached a final phase; what went on, when it did not."""
+    try:
+        return wait_for(lambda: (s := kit.status(name)).get("phase") in ("Succeeded", "Conflicted", "Failed")
+                        and s or None, timeout=600, interval=1, what=f"ParallelRun {name} to end")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{diagnose(cluster, kit, op, node)}") from None
+
+
 def running_agents(kit: Kit) -> list[str]:
     """Pods whose agent has not ended. A real kubelet reports the container terminated before it
     moves the pod to its final phase (after tearing down the sandbox); the slot is free from then on."""
@@ -294,11 +303,7 @@ def test_merge_verify_on_a_real_node_bisects_and_pushes_only_a_verified_result(
         resources=RESOURCES, taskTimeoutSeconds=120,
         merge={"verify": {"command": VERIFY_CHECK, "timeoutSeconds": 60}, "onVerifyFailure": "exclude"},
     )
-    try:
-        status = wait_for(lambda: (s := kit.status(VERIFY_RUN)).get("phase") in ("Succeeded", "Conflicted", "Failed")
-                          and s or None, timeout=600, interval=1, what=f"ParallelRun {VERIFY_RUN} to end")
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{diagnose(cluster, kit, braid_operator, node)}") from None
+    status = run_ended(cluster, kit, braid_operator, node, VERIFY_RUN)
     assert status["reason"] == "VerificationFailed", diagnose(cluster, kit, braid_operator, node)
     merge = status["merge"]
     verification = merge["verification"]
@@ -338,11 +343,7 @@ def test_a_conflict_is_resolved_by_a_resolver_pod_on_a_real_node_and_merged_in_t
         resources=RESOURCES, taskTimeoutSeconds=120,
         merge={"resolve": [{"paths": ["README.md"], "strategy": "agent", "agent": resolver_agent}]},
     )
-    try:
-        status = wait_for(lambda: (s := kit.status(RESOLVE_RUN)).get("phase") in ("Succeeded", "Conflicted", "Failed")
-                          and s or None, timeout=600, interval=1, what=f"ParallelRun {RESOLVE_RUN} to end")
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{diagnose(cluster, kit, braid_operator, node)}") from None
+    status = run_ended(cluster, kit, braid_operator, node, RESOLVE_RUN)
     assert status["phase"] == "Succeeded", diagnose(cluster, kit, braid_operator, node)
     merge = status["merge"]
     assert merge["merged"] == ["docs-intro", "docs-usage"] and merge["round"] == 2

@@ -19,21 +19,16 @@ def run_owner(run: ParallelRun) -> dict[str, Any]:
 
 
 def agent_task(run: ParallelRun, task: TaskSpec) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "AgentTask",
-        "metadata": {
-            "name": agenttask_name(run.name, task.name),
-            "namespace": run.metadata.namespace,
-            "labels": labels.for_task(run.name, task.name),
-            "ownerReferences": [run_owner(run)],
-        },
-        "spec": task_spec(run, task).wire(),
-    }
+    """The AgentTask of one task of the spec, created held."""
+    return _agent_task(run, task_spec(run, task))
 
 
 def resolver_agent_task(run: ParallelRun, spec: AgentTaskSpec) -> dict[str, Any]:
     """The AgentTask of a resolver (plan.resolve): named <run>-<task>.resolve, released at once."""
+    return _agent_task(run, spec)
+
+
+def _agent_task(run: ParallelRun, spec: AgentTaskSpec) -> dict[str, Any]:
     return {
         "apiVersion": API_VERSION,
         "kind": "AgentTask",
