@@ -160,6 +160,18 @@ INVALID_RUNS = {
         run_with(integrationBranch="braid/r1/tasks"),
         ["collides with the task branches"],
     ),
+    "resolve-prompt-without-agent": (
+        run_with(merge={"resolve": [{"paths": ["*.md"], "strategy": "union", "prompt": "merge it"}]}),
+        ["prompt and agent are for strategy agent"],
+    ),
+    "pull-request-url-missing": (
+        run_with(delivery={"pullRequest": {"provider": "gitlab", "repository": "group/app"}}),
+        ["url is required for gitlab and gitea"],
+    ),
+    "pull-request-repository-dot-dot": (
+        run_with(delivery={"pullRequest": {"provider": "github", "repository": "owner/.."}}),
+        ["no path component may be '.' or '..'"],
+    ),
 }
 
 
@@ -194,6 +206,20 @@ def test_valid_agent_task_is_stored_with_defaults(objects, crds: dict, namespace
     assert stored["spec"]["repo"]["baseRef"] == "main"
     for path, value in declared_defaults(served_schema(crds["agenttasks.braid.dev"]), MINIMAL_TASK):
         assert at(stored, path) == value, f"{'.'.join(map(str, path))} is not defaulted to {value!r}"
+
+
+def test_a_resolver_agent_task_is_stored_and_a_dotted_task_name_is_not(objects, namespace: str) -> None:
+    resolver = copy.deepcopy(MINIMAL_TASK)
+    resolver["metadata"]["name"] = "r1-a.resolve"
+    resolver["spec"].update(task="a.resolve", resolves="a", branch="braid/r1/resolve/a")
+    stored = objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "agenttasks", resolver)
+    assert (stored["spec"]["task"], stored["spec"]["resolves"]) == ("a.resolve", "a")
+    dotted = copy.deepcopy(resolver)
+    dotted["metadata"]["name"] = "r1-a.b"
+    dotted["spec"]["task"] = "a.b"
+    with pytest.raises(client.ApiException) as rejected:
+        objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "agenttasks", dotted)
+    assert rejected.value.status == 422 and "spec.task" in json.loads(rejected.value.body)["message"]
 
 
 def test_status_is_written_through_the_status_subresource_only(objects, namespace: str) -> None:

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from braid.api import AgentSpec, InvalidSpec, ParallelRun, load_parallelrun, ref_name_problem
+from braid.api.parallelrun import ResolveRule
 from braid.cli import main
 
 BASE = {
@@ -417,3 +419,10 @@ def test_braid_validate_reports_unknown_dependency_and_cycle(tmp_path, capsys):
     assert main(["validate", str(write(tmp_path, doc))]) == 2
     err = capsys.readouterr().err
     assert err.strip() == "braid: error: spec.tasks: dependency cycle api -> schema -> api"
+
+
+def test_prompt_and_agent_of_a_resolve_rule_are_for_strategy_agent_only() -> None:
+    with pytest.raises(ValidationError, match="prompt and agent are for strategy agent, not union"):
+        ResolveRule(paths=["*.md"], strategy="union", prompt="merge it")
+    rule = ResolveRule(strategy="agent", prompt="Keep both.")
+    assert rule.paths == ["**"]

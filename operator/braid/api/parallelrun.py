@@ -202,6 +202,15 @@ class RetryPolicy(Model):
 
 
 class ResolveRule(Model):
+    model_config = Model.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {"rule": "self.strategy == 'agent' || (!has(self.prompt) && !has(self.agent))",
+                 "message": "prompt and agent are for strategy agent"}
+            ]
+        }
+    }
+
     paths: list[Annotated[str, Field(min_length=1, max_length=1024)]] = Field(
         default_factory=lambda: ["**"], min_length=1, max_length=64,
         description="Glob patterns, matched by braid (never by a shell): a pattern without '/' matches the file's "
