@@ -56,6 +56,11 @@ def show(repo: Path, ref: str, path: str) -> str | None:
     return proc.stdout if proc.returncode == 0 else None
 
 
+def write(path: str, content: str) -> dict:
+    """A script step writing `content` to `path`."""
+    return {"op": "write", "path": path, "content": content}
+
+
 def script_task(name: str, steps: list[dict], depends_on: list[str] | None = None) -> dict:
     task = {"name": name, "prompt": f"do {name}", "agent": {"script": {"steps": steps}}}
     if depends_on:

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fakes.messages_api import MessagesAPI, Recorded, Reply, reply, text, tool_use
-from localrun import Workspace, branches, git, make_origin, manifest, script_task, show
+from localrun import Workspace, branches, git, make_origin, manifest, script_task, show, write
 
 CHANGELOG = "# Changelog\n\n## Unreleased\n"
 RESOLVED = "GREETING = 'hello'\nFAREWELL = 'goodbye'\n"
@@ -23,10 +23,6 @@ API_KEY = "sk-ant-resolver-standin-5d7f9b1c3e"
 @pytest.fixture
 def origin(tmp_path: Path) -> Path:
     return make_origin(tmp_path / "origin", {"CHANGELOG.md": CHANGELOG, "app.py": "VALUE = None\n"})
-
-
-def write(path: str, content: str) -> dict:
-    return {"op": "write", "path": path, "content": content}
 
 
 def two_tasks() -> list[dict]:

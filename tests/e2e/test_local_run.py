@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from localrun import Workspace, branches, git, make_origin, manifest, script_task, show
+from localrun import Workspace, branches, git, make_origin, manifest, script_task, show, write
 
 README = "# app\n\nTBD\n"
 
@@ -21,10 +21,6 @@ README = "# app\n\nTBD\n"
 @pytest.fixture
 def origin(tmp_path: Path) -> Path:
     return make_origin(tmp_path / "origin", {"README.md": README, "app/__init__.py": ""})
-
-
-def write(path: str, content: str) -> dict:
-    return {"op": "write", "path": path, "content": content}
 
 
 def test_dag_run_merges_dependency_code_and_reports_the_conflict(ws: Workspace, origin: Path) -> None:

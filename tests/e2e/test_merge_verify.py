@@ -15,7 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from localrun import Workspace, branches, git, make_origin, manifest, script_task, show
+from localrun import Workspace, branches, git, make_origin, manifest, script_task, show, write
 
 CHECK = ("import os, pathlib, sys\n"
          "print('env:', ' '.join(sorted(os.environ)))\n"
@@ -30,10 +30,6 @@ API_KEY = "sk-ant-verify-must-never-see-this-0123456789"
 @pytest.fixture
 def origin(tmp_path: Path) -> Path:
     return make_origin(tmp_path / "origin", {"README.md": "# app\n"})
-
-
-def write(path: str, content: str) -> dict:
-    return {"op": "write", "path": path, "content": content}
 
 
 def eight_tasks(culprit: str | None = "echo") -> list[dict]:

@@ -21,14 +21,10 @@ from braid.settings import Settings
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from localrun import Workspace, make_origin, manifest, script_task
+from localrun import Workspace, make_origin, manifest, script_task, write
 
 # resourceUsage: what a local run measured of its agents' processes; the cluster leaves it to `kubectl top`
 VOLATILE = {"startedAt", "finishedAt", "lastTransitionTime", "pod", "resourceUsage"}
-
-
-def write(path: str, content: str) -> dict:
-    return {"op": "write", "path": path, "content": content}
 
 
 def strip(value: Any) -> Any:
